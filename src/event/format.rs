@@ -1,0 +1,1 @@
+//! The formatter: flat JSON lines or readable text. (Skeleton.)

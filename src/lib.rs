@@ -1,0 +1,24 @@
+//! flowwatch watches Amazon Bedrock flow executions until each one ends, and
+//! emits one structured event per status transition.
+//!
+//! The modules follow the pipeline, in order:
+//!
+//! ```text
+//! config -> watch set -> schedule -> poll -> transition -> event (+ state)
+//!                         \________ daemon: the one loop that wires them ________/
+//! ```
+//!
+//! Decisions (`schedule`, `transition`) are pure functions of state, input and
+//! `now`; I/O sits at the edges (`poll::client`, `event`, `state`, `service`).
+
+pub mod config; // the TOML file and its includes, validated into `Config`
+pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload
+pub mod schedule; // pure: who is due, the per-region rate budget, backoff
+pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
+pub mod transition; // pure: last-seen status + observation -> `Change`
+pub mod event; // the contract's event vocabulary and the formatter that writes it
+pub mod state; // last-seen statuses on disk, across restarts
+pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
+pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
+pub mod demo; // `flowwatch demo`: simulator and daemon in one process

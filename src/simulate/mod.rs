@@ -1,0 +1,1 @@
+//! A local stand-in for the Bedrock Agent Runtime endpoint. (Skeleton.)

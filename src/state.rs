@@ -1,0 +1,1 @@
+//! Last-seen statuses on disk, across restarts. (Skeleton.)
