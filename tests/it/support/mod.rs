@@ -187,3 +187,6 @@ impl std::fmt::Display for Events {
         Ok(())
     }
 }
+
+pub mod capture;
+pub mod scripted;

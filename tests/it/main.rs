@@ -1,0 +1,5 @@
+//! One integration-test binary: a module per capability, shared support.
+
+mod support;
+
+mod daemon_loop;

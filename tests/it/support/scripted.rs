@@ -1,0 +1,116 @@
+//! A scripted `Fetch` for the loop's paused-clock tests: no sockets, each
+//! execution answers from its own script, and every call is recorded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use flowwatch::poll::{Fetch, NodeError, Observation, PollOutcome, Status, Target};
+
+/// Answers per execution id: the script's entries in turn, the last one
+/// repeating; an execution without a script answers `fallback`.
+#[derive(Clone)]
+pub struct Scripted {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    scripts: HashMap<String, Vec<PollOutcome>>,
+    fallback: PollOutcome,
+    calls: Vec<(Instant, String)>,
+    latency: Duration,
+}
+
+impl Scripted {
+    pub fn always(outcome: PollOutcome) -> Scripted {
+        Scripted {
+            inner: Arc::new(Mutex::new(Inner {
+                scripts: HashMap::new(),
+                fallback: outcome,
+                calls: Vec::new(),
+                latency: Duration::from_millis(10),
+            })),
+        }
+    }
+
+    pub fn script(self, execution: &str, answers: Vec<PollOutcome>) -> Scripted {
+        self.inner
+            .lock()
+            .unwrap()
+            .scripts
+            .insert(execution.to_string(), answers);
+        self
+    }
+
+    pub fn latency(self, latency: Duration) -> Scripted {
+        self.inner.lock().unwrap().latency = latency;
+        self
+    }
+
+    /// Every call so far: when, and for which execution.
+    pub fn calls(&self) -> Vec<(Instant, String)> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    pub fn calls_for(&self, execution: &str) -> Vec<Instant> {
+        self.calls()
+            .into_iter()
+            .filter(|(_, e)| e == execution)
+            .map(|(at, _)| at)
+            .collect()
+    }
+}
+
+impl Fetch for Scripted {
+    fn fetch(&self, target: &Target) -> impl Future<Output = PollOutcome> + Send {
+        let (answer, latency) = {
+            let mut inner = self.inner.lock().unwrap();
+            let execution = target.execution.to_string();
+            let n = inner.calls.iter().filter(|(_, e)| *e == execution).count();
+            inner.calls.push((Instant::now(), execution.clone()));
+            let answer = match inner.scripts.get(&execution) {
+                Some(script) if !script.is_empty() => script[n.min(script.len() - 1)].clone(),
+                _ => inner.fallback.clone(),
+            };
+            (answer, inner.latency)
+        };
+        async move {
+            tokio::time::sleep(latency).await;
+            answer
+        }
+    }
+}
+
+pub fn observed(status: &str) -> PollOutcome {
+    PollOutcome::Observed(Observation {
+        status: Status::parse(status),
+        execution_arn: None,
+        flow_version: Some("1".to_string()),
+        started_at: Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        ended_at: Status::parse(status)
+            .is_terminal()
+            .then(|| std::time::SystemTime::now() - Duration::from_secs(2)),
+        errors: Vec::new(),
+    })
+}
+
+pub fn failed_with_errors() -> PollOutcome {
+    let PollOutcome::Observed(mut observation) = observed("Failed") else {
+        unreachable!("observed() builds an observation")
+    };
+    observation.errors = vec![
+        NodeError {
+            error: "ExecutionTimedOut".to_string(),
+            message: "the node ran too long".to_string(),
+            node: Some("Summarize".to_string()),
+        },
+        NodeError {
+            error: "BadGateway".to_string(),
+            message: "upstream failed".to_string(),
+            node: None,
+        },
+    ];
+    PollOutcome::Observed(observation)
+}
