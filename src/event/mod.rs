@@ -943,6 +943,16 @@ mod tests {
     }
 
     #[test]
+    fn init_installs_the_global_subscriber_once() {
+        // The only test that touches the global default; the others use
+        // scoped subscribers, which take precedence over it.
+        let settings = LogSettings::default();
+        assert!(init(&settings).is_ok());
+        let second = init(&settings).expect_err("a global subscriber is already set");
+        assert_eq!(second.to_string(), "cannot install the log subscriber");
+    }
+
+    #[test]
     fn non_finite_rates_and_error_chains_stay_readable() {
         #[derive(Debug, thiserror::Error)]
         #[error("cannot read state")]
