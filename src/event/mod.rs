@@ -1,12 +1,27 @@
 //! The contract's event vocabulary. A stage builds an `Event` value and
-//! `emit` writes it through `tracing`; the formatter in `format` turns each
-//! record into one flat JSON line (or a readable text line).
-//! (Skeleton: the event helper fills in `emit`, `init` and `format`.)
+//! `emit` writes it through `tracing` (target `flowwatch`); `init` installs
+//! the subscriber whose formatter (`format`) turns each record into one flat
+//! JSON line, or one readable text line, on standard output.
 
 pub mod format;
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tracing::Subscriber;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
+
+use crate::config::LogSettings;
+use format::LineFormat;
+
+/// The target of every contract event, and the prefix `[log] level` applies to.
+pub const TARGET: &str = "flowwatch";
 
 /// The execution an event is about: the fields every execution event carries.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +41,10 @@ pub enum Event<'a> {
     /// `daemon.started` (INFO)
     DaemonStarted { watches: usize, version: &'a str },
     /// `watch.added` (INFO)
-    WatchAdded { subject: Subject<'a>, source: &'a Path },
+    WatchAdded {
+        subject: Subject<'a>,
+        source: &'a Path,
+    },
     /// `watch.removed` (INFO)
     WatchRemoved { subject: Subject<'a> },
     /// `execution.transition` (INFO)
@@ -75,22 +93,877 @@ pub enum Event<'a> {
         retry_in_ms: u64,
     },
     /// `watch.abandoned` (ERROR)
-    Abandoned { subject: Subject<'a>, reason: &'a str },
+    Abandoned {
+        subject: Subject<'a>,
+        reason: &'a str,
+    },
     /// `daemon.reloaded` (INFO)
-    Reloaded { added: usize, removed: usize, watches: usize },
+    Reloaded {
+        added: usize,
+        removed: usize,
+        watches: usize,
+    },
     /// `daemon.reload_failed` (ERROR)
     ReloadFailed { error: &'a str },
     /// `state.set_aside` (ERROR): a corrupt or unreadable state file was
     /// renamed to `moved_to`; the daemon starts fresh.
-    StateSetAside { path: &'a Path, moved_to: &'a Path, error: &'a str },
+    StateSetAside {
+        path: &'a Path,
+        moved_to: &'a Path,
+        error: &'a str,
+    },
     /// `daemon.stopping` (INFO)
     Stopping { watches_left: usize },
     /// `daemon.stopped` (INFO)
     Stopped { watches_left: usize },
 }
 
+/// Writes one event about an execution: the subject's fields (`execution_arn`
+/// when known, `flow`, `alias`, `execution`, `region`, `labels` when any),
+/// then the event's own fields and its message.
+macro_rules! about {
+    ($level:ident, $subject:expr, $($rest:tt)+) => {{
+        let subject: &Subject<'_> = $subject;
+        let labels = labels_json(subject.labels);
+        tracing::$level!(
+            target: TARGET,
+            execution_arn = subject.execution_arn,
+            flow = subject.flow,
+            alias = subject.alias,
+            execution = subject.execution,
+            region = subject.region,
+            labels = labels.as_deref(),
+            $($rest)+
+        )
+    }};
+}
+
 /// Writes one event. The only place an `event = "…"` name appears.
+/// Optional fields that are `None` are absent from the record, and so are
+/// `execution_arn` when unknown and `labels` when the watch has none.
 pub fn emit(event: &Event<'_>) {
-    let _ = event;
-    todo!("event helper")
+    match event {
+        Event::DaemonStarted { watches, version } => tracing::info!(
+            target: TARGET,
+            event = "daemon.started",
+            watches,
+            version,
+            "daemon started"
+        ),
+        Event::WatchAdded { subject, source } => about!(
+            info,
+            subject,
+            event = "watch.added",
+            source = %source.display(),
+            "watch added"
+        ),
+        Event::WatchRemoved { subject } => {
+            about!(info, subject, event = "watch.removed", "watch removed")
+        }
+        Event::Transition {
+            subject,
+            transition_id,
+            from,
+            to,
+            terminal,
+            flow_version,
+            started_at,
+            ended_at,
+            detect_lag_ms,
+            polls,
+            watched_ms,
+        } => about!(
+            info,
+            subject,
+            event = "execution.transition",
+            transition_id,
+            from,
+            to,
+            terminal,
+            flow_version,
+            started_at,
+            ended_at,
+            detect_lag_ms,
+            polls,
+            watched_ms,
+            "execution changed status"
+        ),
+        Event::ExecutionError {
+            subject,
+            error,
+            error_message,
+            node,
+        } => about!(
+            warn,
+            subject,
+            event = "execution.error",
+            error,
+            error_message,
+            node,
+            "execution reported an error"
+        ),
+        Event::StaleStatus {
+            subject,
+            status,
+            seen,
+        } => about!(
+            warn,
+            subject,
+            event = "execution.stale",
+            status,
+            seen,
+            "stale status after a terminal one ignored"
+        ),
+        Event::Throttled {
+            subject,
+            retry_in_ms,
+            rate_limit,
+        } => about!(
+            warn,
+            subject,
+            event = "poll.throttled",
+            retry_in_ms,
+            rate_limit,
+            "request throttled"
+        ),
+        Event::PollFailed {
+            subject,
+            error_kind,
+            error_code,
+            error_message,
+            retry_in_ms,
+        } => {
+            // The contract: access denied is logged at ERROR each time; other
+            // retryable failures at WARN. Levels are static in `tracing`.
+            macro_rules! poll_failed {
+                ($level:ident) => {
+                    about!(
+                        $level,
+                        subject,
+                        event = "poll.failed",
+                        error_kind,
+                        error_code,
+                        error_message,
+                        retry_in_ms,
+                        "poll failed"
+                    )
+                };
+            }
+            if *error_kind == "access_denied" {
+                poll_failed!(error)
+            } else {
+                poll_failed!(warn)
+            }
+        }
+        Event::Abandoned { subject, reason } => about!(
+            error,
+            subject,
+            event = "watch.abandoned",
+            reason,
+            "watch abandoned without a terminal status"
+        ),
+        Event::Reloaded {
+            added,
+            removed,
+            watches,
+        } => tracing::info!(
+            target: TARGET,
+            event = "daemon.reloaded",
+            added,
+            removed,
+            watches,
+            "configuration reloaded"
+        ),
+        Event::ReloadFailed { error } => tracing::error!(
+            target: TARGET,
+            event = "daemon.reload_failed",
+            error,
+            "reload rejected, the old configuration stays in force"
+        ),
+        Event::StateSetAside {
+            path,
+            moved_to,
+            error,
+        } => tracing::error!(
+            target: TARGET,
+            event = "state.set_aside",
+            path = %path.display(),
+            moved_to = %moved_to.display(),
+            error,
+            "unreadable state file set aside, starting fresh"
+        ),
+        Event::Stopping { watches_left } => tracing::info!(
+            target: TARGET,
+            event = "daemon.stopping",
+            watches_left,
+            "daemon stopping"
+        ),
+        Event::Stopped { watches_left } => tracing::info!(
+            target: TARGET,
+            event = "daemon.stopped",
+            watches_left,
+            "daemon stopped"
+        ),
+    }
+}
+
+/// The labels as one JSON object string, which the formatter writes back as
+/// the `labels` object (field names are static in `tracing`, label keys are
+/// not); `None` when there are none, so the field is absent.
+fn labels_json(labels: &BTreeMap<String, String>) -> Option<String> {
+    if labels.is_empty() {
+        return None;
+    }
+    serde_json::to_string(labels).ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the log subscriber")]
+pub struct InitError(#[source] TryInitError);
+
+/// Installs the global subscriber: records to standard output in
+/// `settings.format`, flowwatch's own at `settings.level`, dependencies' at
+/// `warn`. `RUST_LOG` is not read. Fails if a global subscriber is already set.
+pub fn init(settings: &LogSettings) -> Result<(), InitError> {
+    subscriber(settings, io::stdout)
+        .try_init()
+        .map_err(InitError)
+}
+
+/// The subscriber `init` installs, writing to `writer` instead of standard
+/// output: for tests, with `tracing::subscriber::with_default` or
+/// `set_default` (see `Capture`).
+pub fn subscriber<W>(settings: &LogSettings, writer: W) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target(TARGET, settings.level);
+    let lines = tracing_subscriber::fmt::layer()
+        .event_format(LineFormat::new(settings.format))
+        .with_writer(writer);
+    tracing_subscriber::registry().with(filter).with(lines)
+}
+
+/// An in-memory writer for tests: pass a clone to `subscriber`, then read
+/// what was written.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Capture {
+    pub fn new() -> Self {
+        Capture::default()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+
+    /// Every line written so far, parsed as JSON (a line that is not JSON
+    /// becomes a JSON string, so a test sees it rather than losing it).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
+            })
+            .collect()
+    }
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogFormat;
+    use serde_json::{Value, json};
+    use std::collections::BTreeSet;
+    use tracing::Level;
+
+    const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-0001";
+    const HEADER: [&str; 4] = ["timestamp", "level", "event", "message"];
+    const SUBJECT: [&str; 6] = [
+        "execution_arn",
+        "flow",
+        "alias",
+        "execution",
+        "region",
+        "labels",
+    ];
+
+    fn settings(format: LogFormat, level: Level) -> LogSettings {
+        LogSettings { format, level }
+    }
+
+    /// Runs `f` under a capturing subscriber and returns what it wrote.
+    fn captured(settings: LogSettings, f: impl FnOnce()) -> Capture {
+        let capture = Capture::new();
+        tracing::subscriber::with_default(subscriber(&settings, capture.clone()), f);
+        capture
+    }
+
+    /// Emits `event` as JSON at `info` and returns its one line, parsed.
+    fn line_of(event: &Event<'_>) -> Value {
+        let capture = captured(settings(LogFormat::Json, Level::INFO), || emit(event));
+        let text = capture.text();
+        assert_eq!(text.lines().count(), 1, "output: {text:?}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+
+    fn team_search() -> BTreeMap<String, String> {
+        BTreeMap::from([("team".to_owned(), "search".to_owned())])
+    }
+
+    fn subject(labels: &BTreeMap<String, String>) -> Subject<'_> {
+        Subject {
+            execution_arn: Some(ARN),
+            flow: "FLOW123456",
+            alias: "ALIAS12345",
+            execution: "run-0001",
+            region: "us-east-1",
+            labels,
+        }
+    }
+
+    /// Asserts the line's keys are exactly the header, then `groups`.
+    fn assert_keys(line: &Value, groups: &[&[&str]]) {
+        let seen: BTreeSet<&str> = line
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {line}"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let expected: BTreeSet<&str> = HEADER
+            .iter()
+            .chain(groups.iter().flat_map(|g| g.iter()))
+            .copied()
+            .collect();
+        assert_eq!(seen, expected, "line: {line}");
+    }
+
+    fn assert_header(line: &Value, event: &str, level: &str) {
+        assert_eq!(line["event"], event, "line: {line}");
+        assert_eq!(line["level"], level, "line: {line}");
+        let message = line["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty(), "line: {line}");
+        assert_eq!(message, message.to_lowercase(), "line: {line}");
+    }
+
+    fn assert_subject(line: &Value) {
+        assert_eq!(line["execution_arn"], ARN);
+        assert_eq!(line["flow"], "FLOW123456");
+        assert_eq!(line["alias"], "ALIAS12345");
+        assert_eq!(line["execution"], "run-0001");
+        assert_eq!(line["region"], "us-east-1");
+        assert_eq!(line["labels"], json!({"team": "search"}));
+    }
+
+    #[test]
+    fn daemon_started_carries_the_watch_count_and_version() {
+        let line = line_of(&Event::DaemonStarted {
+            watches: 12,
+            version: "0.1.0",
+        });
+        assert_header(&line, "daemon.started", "INFO");
+        assert_keys(&line, &[&["watches", "version"]]);
+        assert_eq!(line["watches"], 12);
+        assert_eq!(line["version"], "0.1.0");
+    }
+
+    #[test]
+    fn watch_added_carries_the_subject_and_its_source_file() {
+        let labels = team_search();
+        let line = line_of(&Event::WatchAdded {
+            subject: subject(&labels),
+            source: Path::new("/etc/flowwatch/watches.d/search.toml"),
+        });
+        assert_header(&line, "watch.added", "INFO");
+        assert_keys(&line, &[&SUBJECT, &["source"]]);
+        assert_subject(&line);
+        assert_eq!(line["source"], "/etc/flowwatch/watches.d/search.toml");
+    }
+
+    #[test]
+    fn watch_removed_carries_only_the_subject() {
+        let labels = team_search();
+        let line = line_of(&Event::WatchRemoved {
+            subject: subject(&labels),
+        });
+        assert_header(&line, "watch.removed", "INFO");
+        assert_keys(&line, &[&SUBJECT]);
+        assert_subject(&line);
+    }
+
+    #[test]
+    fn a_first_observation_has_no_from_no_end_and_no_lag() {
+        // Also: no labels and no known ARN, so neither field appears.
+        let labels = BTreeMap::new();
+        let line = line_of(&Event::Transition {
+            subject: Subject {
+                execution_arn: None,
+                ..subject(&labels)
+            },
+            transition_id: "t-1",
+            from: None,
+            to: "Running",
+            terminal: false,
+            flow_version: Some("3"),
+            started_at: Some("2026-11-25T10:00:00Z"),
+            ended_at: None,
+            detect_lag_ms: None,
+            polls: 1,
+            watched_ms: 0,
+        });
+        assert_header(&line, "execution.transition", "INFO");
+        assert_keys(
+            &line,
+            &[
+                &["flow", "alias", "execution", "region"],
+                &[
+                    "transition_id",
+                    "to",
+                    "terminal",
+                    "flow_version",
+                    "started_at",
+                ],
+                &["polls", "watched_ms"],
+            ],
+        );
+        assert_eq!(line["to"], "Running");
+        assert_eq!(line["terminal"], false);
+        assert_eq!(line["polls"], 1);
+        assert_eq!(line["watched_ms"], 0);
+    }
+
+    #[test]
+    fn a_terminal_transition_carries_every_field_with_its_type() {
+        let labels = team_search();
+        let line = line_of(&Event::Transition {
+            subject: subject(&labels),
+            transition_id: "5f1c0a",
+            from: Some("Running"),
+            to: "Succeeded",
+            terminal: true,
+            flow_version: Some("3"),
+            started_at: Some("2026-11-25T10:00:00Z"),
+            ended_at: Some("2026-11-25T10:10:40Z"),
+            detect_lag_ms: Some(1123),
+            polls: 17,
+            watched_ms: 641_123,
+        });
+        assert_header(&line, "execution.transition", "INFO");
+        assert_keys(
+            &line,
+            &[
+                &SUBJECT,
+                &["transition_id", "from", "to", "terminal", "flow_version"],
+                &[
+                    "started_at",
+                    "ended_at",
+                    "detect_lag_ms",
+                    "polls",
+                    "watched_ms",
+                ],
+            ],
+        );
+        assert_subject(&line);
+        assert_eq!(line["transition_id"], "5f1c0a");
+        assert_eq!(line["from"], "Running");
+        assert_eq!(line["to"], "Succeeded");
+        assert_eq!(line["terminal"], true);
+        assert_eq!(line["flow_version"], "3");
+        assert_eq!(line["started_at"], "2026-11-25T10:00:00Z");
+        assert_eq!(line["ended_at"], "2026-11-25T10:10:40Z");
+        assert_eq!(line["detect_lag_ms"], 1123);
+        assert_eq!(line["polls"], 17);
+        assert_eq!(line["watched_ms"], 641_123);
+    }
+
+    #[test]
+    fn an_execution_error_is_a_warning_naming_its_node() {
+        let labels = team_search();
+        let line = line_of(&Event::ExecutionError {
+            subject: subject(&labels),
+            error: "ExecutionTimedOut",
+            error_message: "node timed out",
+            node: Some("Prompt_1"),
+        });
+        assert_header(&line, "execution.error", "WARN");
+        assert_keys(&line, &[&SUBJECT, &["error", "error_message", "node"]]);
+        assert_subject(&line);
+        assert_eq!(line["error"], "ExecutionTimedOut");
+        assert_eq!(line["error_message"], "node timed out");
+        assert_eq!(line["node"], "Prompt_1");
+    }
+
+    #[test]
+    fn an_execution_error_without_a_node_has_no_node_field() {
+        let labels = team_search();
+        let line = line_of(&Event::ExecutionError {
+            subject: subject(&labels),
+            error: "InternalError",
+            error_message: "boom",
+            node: None,
+        });
+        assert_keys(&line, &[&SUBJECT, &["error", "error_message"]]);
+    }
+
+    #[test]
+    fn a_stale_status_is_a_warning_with_both_statuses() {
+        let labels = team_search();
+        let line = line_of(&Event::StaleStatus {
+            subject: subject(&labels),
+            status: "Running",
+            seen: "Succeeded",
+        });
+        assert_header(&line, "execution.stale", "WARN");
+        assert_keys(&line, &[&SUBJECT, &["status", "seen"]]);
+        assert_subject(&line);
+        assert_eq!(line["status"], "Running");
+        assert_eq!(line["seen"], "Succeeded");
+    }
+
+    #[test]
+    fn throttling_carries_the_adapted_rate_as_a_number() {
+        let labels = team_search();
+        let line = line_of(&Event::Throttled {
+            subject: subject(&labels),
+            retry_in_ms: 4000,
+            rate_limit: 2.5,
+        });
+        assert_header(&line, "poll.throttled", "WARN");
+        assert_keys(&line, &[&SUBJECT, &["retry_in_ms", "rate_limit"]]);
+        assert_subject(&line);
+        assert_eq!(line["retry_in_ms"], 4000);
+        assert_eq!(line["rate_limit"].as_f64(), Some(2.5), "line: {line}");
+    }
+
+    #[test]
+    fn a_retryable_poll_failure_is_a_warning() {
+        let labels = team_search();
+        let line = line_of(&Event::PollFailed {
+            subject: subject(&labels),
+            error_kind: "server",
+            error_code: Some("InternalServerException"),
+            error_message: "try again",
+            retry_in_ms: 8000,
+        });
+        assert_header(&line, "poll.failed", "WARN");
+        let fields = ["error_kind", "error_code", "error_message", "retry_in_ms"];
+        assert_keys(&line, &[&SUBJECT, &fields]);
+        assert_subject(&line);
+        assert_eq!(line["error_kind"], "server");
+        assert_eq!(line["error_code"], "InternalServerException");
+        assert_eq!(line["error_message"], "try again");
+        assert_eq!(line["retry_in_ms"], 8000);
+    }
+
+    #[test]
+    fn a_poll_failure_without_a_service_code_has_no_error_code() {
+        let labels = team_search();
+        let line = line_of(&Event::PollFailed {
+            subject: subject(&labels),
+            error_kind: "timeout",
+            error_code: None,
+            error_message: "request timed out",
+            retry_in_ms: 2000,
+        });
+        assert_header(&line, "poll.failed", "WARN");
+        assert_keys(
+            &line,
+            &[&SUBJECT, &["error_kind", "error_message", "retry_in_ms"]],
+        );
+    }
+
+    #[test]
+    fn an_access_denied_poll_failure_is_an_error() {
+        let labels = team_search();
+        let line = line_of(&Event::PollFailed {
+            subject: subject(&labels),
+            error_kind: "access_denied",
+            error_code: Some("AccessDeniedException"),
+            error_message: "not authorized",
+            retry_in_ms: 60_000,
+        });
+        assert_header(&line, "poll.failed", "ERROR");
+        let fields = ["error_kind", "error_code", "error_message", "retry_in_ms"];
+        assert_keys(&line, &[&SUBJECT, &fields]);
+        assert_eq!(line["error_kind"], "access_denied");
+        assert_eq!(line["retry_in_ms"], 60_000);
+    }
+
+    #[test]
+    fn an_abandoned_watch_is_an_error_with_its_reason() {
+        let labels = team_search();
+        let line = line_of(&Event::Abandoned {
+            subject: subject(&labels),
+            reason: "max_watch",
+        });
+        assert_header(&line, "watch.abandoned", "ERROR");
+        assert_keys(&line, &[&SUBJECT, &["reason"]]);
+        assert_subject(&line);
+        assert_eq!(line["reason"], "max_watch");
+    }
+
+    #[test]
+    fn a_reload_carries_added_removed_and_watches() {
+        let line = line_of(&Event::Reloaded {
+            added: 2,
+            removed: 1,
+            watches: 9,
+        });
+        assert_header(&line, "daemon.reloaded", "INFO");
+        assert_keys(&line, &[&["added", "removed", "watches"]]);
+        assert_eq!(line["added"], 2);
+        assert_eq!(line["removed"], 1);
+        assert_eq!(line["watches"], 9);
+    }
+
+    #[test]
+    fn a_rejected_reload_is_an_error_with_the_reason() {
+        let line = line_of(&Event::ReloadFailed {
+            error: "flowwatch.toml:3:1: poll.rate: unknown key",
+        });
+        assert_header(&line, "daemon.reload_failed", "ERROR");
+        assert_keys(&line, &[&["error"]]);
+        assert_eq!(line["error"], "flowwatch.toml:3:1: poll.rate: unknown key");
+    }
+
+    #[test]
+    fn a_state_file_set_aside_is_an_error_naming_both_paths() {
+        let line = line_of(&Event::StateSetAside {
+            path: Path::new("/var/lib/flowwatch/state.json"),
+            moved_to: Path::new("/var/lib/flowwatch/state.json.corrupt"),
+            error: "expected value at line 1 column 1",
+        });
+        assert_header(&line, "state.set_aside", "ERROR");
+        assert_keys(&line, &[&["path", "moved_to", "error"]]);
+        assert_eq!(line["path"], "/var/lib/flowwatch/state.json");
+        assert_eq!(line["moved_to"], "/var/lib/flowwatch/state.json.corrupt");
+        assert_eq!(line["error"], "expected value at line 1 column 1");
+    }
+
+    #[test]
+    fn stopping_and_stopped_carry_the_watches_left() {
+        let stopping = line_of(&Event::Stopping { watches_left: 3 });
+        assert_header(&stopping, "daemon.stopping", "INFO");
+        assert_keys(&stopping, &[&["watches_left"]]);
+        assert_eq!(stopping["watches_left"], 3);
+
+        let stopped = line_of(&Event::Stopped { watches_left: 0 });
+        assert_header(&stopped, "daemon.stopped", "INFO");
+        assert_keys(&stopped, &[&["watches_left"]]);
+        assert_eq!(stopped["watches_left"], 0);
+    }
+
+    #[test]
+    fn the_timestamp_is_rfc3339_utc_with_milliseconds() {
+        let line = line_of(&Event::Stopped { watches_left: 0 });
+        let timestamp = line["timestamp"].as_str().expect("timestamp is a string");
+        assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{timestamp}");
+        // e.g. 2026-11-25T10:10:41.123Z
+        assert_eq!(timestamp.len(), 24, "{timestamp}");
+        assert_eq!(&timestamp[19..20], ".", "{timestamp}");
+        assert!(timestamp.ends_with('Z'), "{timestamp}");
+    }
+
+    #[test]
+    fn text_format_is_one_line_of_key_value_pairs_with_labels() {
+        let labels = team_search();
+        let capture = captured(settings(LogFormat::Text, Level::INFO), || {
+            emit(&Event::Transition {
+                subject: subject(&labels),
+                transition_id: "5f1c0a",
+                from: Some("Running"),
+                to: "Succeeded",
+                terminal: true,
+                flow_version: None,
+                started_at: None,
+                ended_at: None,
+                detect_lag_ms: None,
+                polls: 4,
+                watched_ms: 1500,
+            })
+        });
+        let text = capture.text();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(text.ends_with('\n'), "{text:?}");
+        let line = text.trim_end();
+        assert!(
+            line.contains(" INFO execution.transition execution changed status "),
+            "{line}"
+        );
+        for pair in [
+            "flow=FLOW123456",
+            "from=Running",
+            "to=Succeeded",
+            "terminal=true",
+            "polls=4",
+            "labels.team=search",
+        ] {
+            assert!(line.split(' ').any(|word| word == pair), "{pair} in {line}");
+        }
+        assert!(!line.contains("ended_at"), "{line}");
+    }
+
+    #[test]
+    fn a_diagnostic_without_an_event_field_is_a_log_record_with_its_target() {
+        let capture = captured(settings(LogFormat::Json, Level::DEBUG), || {
+            tracing::debug!(watch = "run-0001", delay_ms = 2000u64, "poll scheduled");
+        });
+        let lines = capture.json_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["event"], "log");
+        assert_eq!(line["level"], "DEBUG");
+        assert_eq!(line["message"], "poll scheduled");
+        assert_eq!(line["target"], module_path!());
+        assert_eq!(line["watch"], "run-0001");
+        assert_eq!(line["delay_ms"], 2000);
+    }
+
+    #[test]
+    fn the_info_level_drops_flowwatch_debug_records() {
+        let capture = captured(settings(LogFormat::Json, Level::INFO), || {
+            tracing::debug!("dropped");
+            tracing::info!("kept");
+        });
+        let messages: Vec<Value> = capture
+            .json_lines()
+            .into_iter()
+            .map(|l| l["message"].clone())
+            .collect();
+        assert_eq!(messages, [json!("kept")]);
+    }
+
+    #[test]
+    fn dependencies_stay_at_warn_whatever_our_level() {
+        let capture = captured(settings(LogFormat::Json, Level::TRACE), || {
+            tracing::info!(target: "hyper::proto", "dropped");
+            tracing::warn!(target: "hyper::proto", "kept");
+            tracing::trace!("ours, kept");
+        });
+        let lines = capture.json_lines();
+        let messages: Vec<&Value> = lines.iter().map(|l| &l["message"]).collect();
+        assert_eq!(
+            messages,
+            [&json!("kept"), &json!("ours, kept")],
+            "{lines:?}"
+        );
+        assert_eq!(lines[0]["target"], "hyper::proto");
+    }
+
+    #[test]
+    fn the_error_level_drops_our_warnings() {
+        let labels = team_search();
+        let capture = captured(settings(LogFormat::Json, Level::ERROR), || {
+            emit(&Event::Abandoned {
+                subject: subject(&labels),
+                reason: "invalid",
+            });
+            emit(&Event::Throttled {
+                subject: subject(&labels),
+                retry_in_ms: 1,
+                rate_limit: 1.0,
+            });
+        });
+        let events: Vec<Value> = capture
+            .json_lines()
+            .into_iter()
+            .map(|l| l["event"].clone())
+            .collect();
+        assert_eq!(events, [json!("watch.abandoned")]);
+    }
+
+    #[test]
+    fn quotes_and_newlines_stay_valid_json_on_one_line() {
+        let nasty = "say \"hi\"\nthen\tleave \\ \u{1b}[31m";
+        let capture = captured(settings(LogFormat::Json, Level::INFO), || {
+            emit(&Event::ReloadFailed { error: nasty });
+        });
+        let text = capture.text();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        let line: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert_eq!(line["error"], nasty);
+    }
+
+    #[test]
+    fn labels_with_awkward_keys_and_values_round_trip_as_an_object() {
+        let labels = BTreeMap::from([
+            ("team".to_owned(), "search \"core\"".to_owned()),
+            ("cost-center".to_owned(), "42".to_owned()),
+        ]);
+        let line = line_of(&Event::WatchRemoved {
+            subject: subject(&labels),
+        });
+        assert_eq!(
+            line["labels"],
+            json!({"team": "search \"core\"", "cost-center": "42"})
+        );
+    }
+
+    #[test]
+    fn a_field_cannot_overwrite_the_line_header() {
+        let capture = captured(settings(LogFormat::Json, Level::INFO), || {
+            tracing::info!(level = "fake", timestamp = 1u64, target = "x", "clash");
+        });
+        let text = capture.text();
+        let line: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["field.level"], "fake");
+        assert_eq!(line["field.timestamp"], 1);
+        assert_eq!(line["target"], module_path!());
+        // Each key once: a duplicate would have been silently merged by the parser.
+        assert_eq!(text.matches("\"level\":").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn init_installs_the_global_subscriber_once() {
+        // The only test that touches the global default; the others use
+        // scoped subscribers, which take precedence over it.
+        let settings = LogSettings::default();
+        assert!(init(&settings).is_ok());
+        let second = init(&settings).expect_err("a global subscriber is already set");
+        assert_eq!(second.to_string(), "cannot install the log subscriber");
+    }
+
+    #[test]
+    fn non_finite_rates_and_error_chains_stay_readable() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read state")]
+        struct ReadState(#[source] std::io::Error);
+        let err = ReadState(std::io::Error::other("disk on fire"));
+        let capture = captured(settings(LogFormat::Json, Level::INFO), || {
+            let err: &(dyn std::error::Error + 'static) = &err;
+            tracing::info!(rate = f64::NAN, error = err, "odd values");
+        });
+        let lines = capture.json_lines();
+        assert_eq!(lines[0]["rate"], "NaN", "{lines:?}");
+        assert_eq!(lines[0]["error"], "cannot read state: disk on fire");
+    }
 }
