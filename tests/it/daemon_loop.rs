@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use flowwatch::config::{self, Config, LogFormat, LogSettings};
+use flowwatch::event::Capture;
 use flowwatch::daemon::{Daemon, Edges, Report, Verdict};
 use flowwatch::poll::{FailureKind, PollOutcome};
 use flowwatch::service::http::Health;
@@ -19,7 +20,6 @@ use flowwatch::service::notify::Notifier;
 use flowwatch::state::Snapshot;
 
 use crate::support::Events;
-use crate::support::capture::Captured;
 use crate::support::scripted::{Scripted, failed_with_errors, observed};
 
 fn secs(s: u64) -> Duration {
@@ -63,7 +63,7 @@ fn watches(n: usize) -> String {
 }
 
 struct TestLoop {
-    captured: Captured,
+    captured: Capture,
     shutdown: CancellationToken,
     reloads: mpsc::Sender<()>,
     task: JoinHandle<Report>,
@@ -72,7 +72,7 @@ struct TestLoop {
 
 impl TestLoop {
     fn start(config: Config, fetch: Scripted, once: bool) -> TestLoop {
-        let captured = Captured::default();
+        let captured = Capture::new();
         let settings = LogSettings {
             format: LogFormat::Json,
             level: tracing::Level::INFO,
@@ -105,13 +105,13 @@ impl TestLoop {
     }
 
     fn events(&self) -> Events {
-        self.captured.events()
+        Events(self.captured.json_lines())
     }
 
     async fn stop(self) -> (Report, Events) {
         self.shutdown.cancel();
         let report = self.task.await.expect("the loop does not panic");
-        (report, self.captured.events())
+        (report, Events(self.captured.json_lines()))
     }
 
     async fn finish(self) -> (Report, Events) {
@@ -119,7 +119,7 @@ impl TestLoop {
             .await
             .expect("the --once loop ends")
             .expect("the loop does not panic");
-        (report, self.captured.events())
+        (report, Events(self.captured.json_lines()))
     }
 }
 

@@ -188,5 +188,4 @@ impl std::fmt::Display for Events {
     }
 }
 
-pub mod capture;
 pub mod scripted;
