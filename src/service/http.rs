@@ -37,14 +37,20 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health::new(DEFAULT_MAX_SILENCE)
+        Health::new()
     }
 }
 
 impl Health {
-    /// Alive (creation counts as the first beat) but not ready. `/healthz`
-    /// fails once the loop has been silent for longer than `max_silence`.
-    pub fn new(max_silence: Duration) -> Health {
+    /// Alive (creation counts as the first beat) but not ready; `/healthz`
+    /// tolerates [`DEFAULT_MAX_SILENCE`] without a beat.
+    pub fn new() -> Health {
+        Health::with_max_silence(DEFAULT_MAX_SILENCE)
+    }
+
+    /// Like `new`, but `/healthz` fails once the loop has been silent for
+    /// longer than `max_silence`.
+    pub fn with_max_silence(max_silence: Duration) -> Health {
         Health {
             origin: Instant::now(),
             last_beat_ms: AtomicI64::new(0),
@@ -53,8 +59,14 @@ impl Health {
         }
     }
 
-    /// The loop went round at `now`. Called once per iteration.
-    pub fn beat(&self, now: Instant) {
+    /// The loop is turning: called from the loop itself, never from a
+    /// separate task, so a stuck loop stops the beats.
+    pub fn beat(&self) {
+        self.beat_at(Instant::now());
+    }
+
+    /// `beat` with an explicit time (tests inject old beats this way).
+    pub fn beat_at(&self, now: Instant) {
         self.last_beat_ms
             .store(self.offset_ms(now), Ordering::Relaxed);
     }
@@ -64,7 +76,8 @@ impl Health {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the last beat is at most `max_silence` old.
+    /// Whether the last beat is at most `max_silence` old. `/healthz` asks
+    /// this with [`Health::max_silence`].
     pub fn is_alive(&self, max_silence: Duration) -> bool {
         let silence_ms = self
             .offset_ms(Instant::now())
@@ -215,29 +228,29 @@ mod tests {
 
     #[test]
     fn health_is_alive_within_the_silence_and_dead_after_it() {
-        let health = Health::new(Duration::from_secs(30));
+        let health = Health::with_max_silence(Duration::from_secs(30));
         let now = Instant::now();
-        health.beat(now);
+        health.beat_at(now);
         assert!(health.is_alive(Duration::from_secs(30)));
-        health.beat(now - Duration::from_secs(31));
+        health.beat_at(now - Duration::from_secs(31));
         assert!(!health.is_alive(Duration::from_secs(30)));
         assert!(health.is_alive(Duration::from_secs(3600)));
     }
 
     #[tokio::test]
     async fn healthz_is_ok_while_the_loop_beats_and_503_once_it_is_silent() {
-        let health = Arc::new(Health::new(Duration::from_secs(30)));
+        let health = Arc::new(Health::with_max_silence(Duration::from_secs(30)));
         let (addr, shutdown, task) = start(health.clone(), Arc::new(Metrics::new())).await;
 
-        health.beat(Instant::now());
+        health.beat_at(Instant::now());
         let fresh = get(addr, "/healthz").await;
         assert_eq!((fresh.status, fresh.body.as_str()), (200, "ok\n"));
 
-        health.beat(Instant::now() - Duration::from_secs(31));
+        health.beat_at(Instant::now() - Duration::from_secs(31));
         let stale = get(addr, "/healthz").await;
         assert_eq!(stale.status, 503, "body: {}", stale.body);
 
-        health.beat(Instant::now());
+        health.beat_at(Instant::now());
         assert_eq!(get(addr, "/healthz").await.status, 200);
 
         shutdown.cancel();

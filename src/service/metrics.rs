@@ -215,10 +215,9 @@ impl Metrics {
     /// Replaces the watch counts by status. Known statuses missing from
     /// `counts` drop to 0; unknown ones missing from `counts` disappear.
     /// A status listed twice adds up.
-    pub fn set_watches(&self, counts: &[(&str, usize)]) {
+    pub fn set_watches(&self, counts: &[(&str, i64)]) {
         let mut totals: Vec<(Cow<'static, str>, i64)> = Vec::with_capacity(counts.len());
         for &(status, count) in counts {
-            let count = i64::try_from(count).unwrap_or(i64::MAX);
             match totals.iter_mut().find(|(s, _)| s == status) {
                 Some((_, total)) => *total = total.saturating_add(count),
                 None => totals.push((status_value(status), count)),
