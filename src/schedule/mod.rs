@@ -25,12 +25,8 @@ pub enum Outcome {
     Changed,
     /// A terminal status: the watch is done.
     Terminal,
-    Throttled {
-        retry_after: Option<Duration>,
-    },
-    Failed {
-        retry_after: Option<Duration>,
-    },
+    Throttled { retry_after: Option<Duration> },
+    Failed { retry_after: Option<Duration> },
     NotFound,
     Invalid,
     AccessDenied,
