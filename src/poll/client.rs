@@ -1,11 +1,32 @@
 //! The SDK call: one GetFlowExecution attempt per `fetch`, with the SDK's own
-//! retries off, classified into a `PollOutcome`. (Skeleton: the poll helper
-//! fills it in.)
+//! retries off, classified into a `PollOutcome`.
+//!
+//! In: a `Target` (region and plain ids). Out: a `PollOutcome`, never an
+//! error: every failure the service or the network can produce is data here
+//! (contract: "the daemon owns retries", so every attempt is one request).
+//! `classify` (in classify.rs) is the pure half and holds every rule of the
+//! mapping; wire_tests.rs runs both halves against a loopback server.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_bedrockagentruntime::Client;
+use aws_smithy_runtime_api::client::auth::AuthSchemeId;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::outcome::PollOutcome;
+use crate::config::AwsSettings;
+
+mod classify;
+#[cfg(test)]
+mod wire_tests;
+
+pub use classify::classify;
 
 /// What one request needs: the ids to send and the region to send them to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,5 +45,112 @@ pub trait Fetch: Clone + Send + Sync + 'static {
 }
 
 /// The real client: one SDK client per region, created on first use.
+/// Cloning is cheap; clones share the clients.
 #[derive(Clone)]
-pub struct SdkFetcher {}
+pub struct SdkFetcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: SdkConfig,
+    timeouts: TimeoutConfig,
+    /// Set when the caller overrode the credentials: those must be used even
+    /// if the environment offers a Bedrock bearer token.
+    pin_sigv4: bool,
+    clients: Mutex<HashMap<Arc<str>, Client>>,
+}
+
+const SIGV4: AuthSchemeId = AuthSchemeId::new("sigv4");
+
+impl SdkFetcher {
+    /// Loads the shared AWS config once (standard chain: env, profile, IMDS)
+    /// with the optional region/profile/endpoint_url of `[aws]`.
+    /// `credentials`: an override (the demo passes static ones); with one,
+    /// requests are always SigV4-signed with it, even when
+    /// `AWS_BEARER_TOKEN_BEDROCK` is set.
+    ///
+    /// `request_timeout` bounds each attempt (connecting included).
+    pub async fn new(
+        aws: &AwsSettings,
+        request_timeout: Duration,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> SdkFetcher {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(request_timeout)
+            .operation_attempt_timeout(request_timeout)
+            .build();
+        // An explicit retry config also keeps aws-config from reading
+        // AWS_MAX_ATTEMPTS / AWS_RETRY_MODE / AWS_NEW_RETRIES_2026 at all; it
+        // panics on some values of them (e.g. AWS_MAX_ATTEMPTS=0).
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts.clone());
+        if let Some(region) = &aws.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &aws.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &aws.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let pin_sigv4 = credentials.is_some();
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        SdkFetcher {
+            inner: Arc::new(Inner {
+                shared: loader.load().await,
+                timeouts,
+                pin_sigv4,
+                clients: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The region the standard chain resolved, for watches that name none.
+    pub fn default_region(&self) -> Option<String> {
+        self.inner.shared.region().map(|r| r.to_string())
+    }
+
+    /// The client for `region`, built on first use. An empty region means the
+    /// shared config's.
+    fn client(&self, region: &Arc<str>) -> Client {
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(region) {
+            return client.clone();
+        }
+        let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(&self.inner.shared)
+            .behavior_version(BehaviorVersion::latest())
+            .timeout_config(self.inner.timeouts.clone());
+        if !region.is_empty() {
+            builder = builder.region(Region::new(region.to_string()));
+        }
+        if self.inner.pin_sigv4 {
+            builder = builder.auth_scheme_preference([SIGV4]);
+        }
+        // Last, after everything taken from the shared config: the daemon owns
+        // retries (contract), so one `fetch` is exactly one request whatever
+        // the environment or profile says.
+        let config = builder.retry_config(RetryConfig::disabled()).build();
+        let client = Client::from_conf(config);
+        clients.insert(region.clone(), client.clone());
+        client
+    }
+}
+
+impl Fetch for SdkFetcher {
+    fn fetch(&self, target: &Target) -> impl Future<Output = PollOutcome> + Send {
+        let request = self
+            .client(&target.region)
+            .get_flow_execution()
+            .flow_identifier(&*target.flow)
+            .flow_alias_identifier(&*target.alias)
+            .execution_identifier(&*target.execution);
+        async move { classify(request.send().await) }
+    }
+}
