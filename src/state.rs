@@ -54,7 +54,10 @@ pub enum Loaded {
     /// The file could not be used; it was renamed to `moved_to` and the daemon
     /// starts fresh (emit `Event::StateSetAside`). When the rename failed too,
     /// `error` says so and nothing exists at `moved_to`.
-    SetAside { moved_to: PathBuf, error: String },
+    SetAside {
+        moved_to: PathBuf,
+        error: String,
+    },
 }
 
 /// The file's shape when read: the version decides how to read the rest.
@@ -96,10 +99,7 @@ pub fn load(path: &Path) -> Loaded {
             error: problem,
         },
         Err(e) => Loaded::SetAside {
-            error: format!(
-                "{problem}; cannot rename it to {}: {e}",
-                moved_to.display()
-            ),
+            error: format!("{problem}; cannot rename it to {}: {e}", moved_to.display()),
             moved_to,
         },
     }
@@ -400,7 +400,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let s = snapshot(&[
-            ("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/r1", saved("Running", 3)),
+            (
+                "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/r1",
+                saved("Running", 3),
+            ),
             ("us-east-1/F/A/r2", saved("Succeeded", 9)),
         ]);
         write_atomic(&path, &s).unwrap();
@@ -540,8 +543,13 @@ mod tests {
         let path = dir.path().join("state.json");
         let watches: BTreeMap<_, _> = (0..100_000u64)
             .map(|i| {
-                let key = format!("arn:aws:bedrock:us-east-1:123456789012:flow/F/alias/A/execution/run-{i}");
-                (key, saved(if i % 3 == 0 { "Succeeded" } else { "Running" }, i))
+                let key = format!(
+                    "arn:aws:bedrock:us-east-1:123456789012:flow/F/alias/A/execution/run-{i}"
+                );
+                (
+                    key,
+                    saved(if i % 3 == 0 { "Succeeded" } else { "Running" }, i),
+                )
             })
             .collect();
         let s = Snapshot { watches };
@@ -560,7 +568,10 @@ mod tests {
         }
         let first = pending.take_if_dirty().expect("dirty after marks");
         assert_eq!(first.len(), 1000);
-        assert!(pending.take_if_dirty().is_none(), "a second write with no change");
+        assert!(
+            pending.take_if_dirty().is_none(),
+            "a second write with no change"
+        );
     }
 
     // The writer tests run on the real clock with a period far longer than
