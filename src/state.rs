@@ -1,1 +1,664 @@
-//! Last-seen statuses on disk, across restarts. (Skeleton.)
+//! Last-seen statuses on disk, across restarts (contract `[state]`).
+//!
+//! In: the daemon's per-watch facts (`SavedWatch`, keyed by the watch key's
+//! string) as they change. Out: one JSON file, `{"version":1,"watches":{..}}`,
+//! replaced atomically (temp file, fsync, rename, fsync of the directory) with
+//! mode 0600, and read back at start-up by `load`.
+//!
+//! `StateWriter` coalesces: the daemon marks every change in memory, and a
+//! background task writes at most once per period, off the async threads, so
+//! 100k watches don't rewrite the file on every poll. `flush` writes at once
+//! (shutdown). A corrupt or unreadable file is renamed aside, never fatal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+/// The on-disk format this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// What the daemon needs to resume one watch after a restart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SavedWatch {
+    /// The last status seen, as the API spells it (`Running`, `Succeeded`, …).
+    pub status: String,
+    /// A terminal watch is neither re-polled nor re-emitted after a restart.
+    pub terminal: bool,
+    /// Requests so far for this watch (the `polls` field of events).
+    pub polls: u64,
+    /// When the daemon first started watching it, in ms since the Unix epoch
+    /// (for `watched_ms` and `max_watch` across restarts).
+    pub watched_since_unix_ms: u64,
+}
+
+/// Every saved watch, by watch key string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub watches: BTreeMap<String, SavedWatch>,
+}
+
+/// What `load` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// No state file yet: start with nothing saved.
+    Fresh,
+    Restored(Snapshot),
+    /// The file could not be used; it was renamed to `moved_to` and the daemon
+    /// starts fresh (emit `Event::StateSetAside`). When the rename failed too,
+    /// `error` says so and nothing exists at `moved_to`.
+    SetAside {
+        moved_to: PathBuf,
+        error: String,
+    },
+}
+
+/// The file's shape when read: the version decides how to read the rest.
+#[derive(Deserialize)]
+struct Header {
+    version: u32,
+}
+
+#[derive(Deserialize)]
+struct OnDisk {
+    #[allow(dead_code)] // checked through `Header` first
+    version: u32,
+    watches: BTreeMap<String, SavedWatch>,
+}
+
+#[derive(Serialize)]
+struct OnDiskRef<'a> {
+    version: u32,
+    watches: &'a BTreeMap<String, SavedWatch>,
+}
+
+/// Reads the state file. Never panics and never fails: a missing file is
+/// `Fresh`; an unreadable, corrupt or unknown-version file is renamed to
+/// `<name>.corrupt-<unix secs>` (with `-N` added if that name is taken) and
+/// reported as `SetAside`.
+pub fn load(path: &Path) -> Loaded {
+    let problem = match fs::read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Fresh,
+        Err(e) => format!("cannot read {}: {e}", path.display()),
+        Ok(bytes) => match parse(&bytes) {
+            Ok(snapshot) => return Loaded::Restored(snapshot),
+            Err(problem) => format!("{}: {problem}", path.display()),
+        },
+    };
+    let moved_to = aside_path(path, unix_secs_now());
+    match fs::rename(path, &moved_to) {
+        Ok(()) => Loaded::SetAside {
+            moved_to,
+            error: problem,
+        },
+        Err(e) => Loaded::SetAside {
+            error: format!("{problem}; cannot rename it to {}: {e}", moved_to.display()),
+            moved_to,
+        },
+    }
+}
+
+/// Parses the file's bytes; the error is a short phrase for the event.
+fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
+    let header: Header =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a state file: {e}"))?;
+    if header.version != VERSION {
+        return Err(format!(
+            "unsupported state file version {} (this build reads {VERSION})",
+            header.version
+        ));
+    }
+    let on_disk: OnDisk =
+        serde_json::from_slice(bytes).map_err(|e| format!("corrupt state file: {e}"))?;
+    Ok(Snapshot {
+        watches: on_disk.watches,
+    })
+}
+
+/// `<path>.corrupt-<secs>`, or `<path>.corrupt-<secs>-N` for the first free N,
+/// so a second set-aside in the same second never overwrites the first.
+fn aside_path(path: &Path, secs: u64) -> PathBuf {
+    let base = format!("{}.corrupt-{secs}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn unix_secs_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The file's bytes for a snapshot.
+fn serialize(watches: &BTreeMap<String, SavedWatch>) -> Vec<u8> {
+    let on_disk = OnDiskRef {
+        version: VERSION,
+        watches,
+    };
+    serde_json::to_vec(&on_disk).expect("string keys and plain fields always serialize")
+}
+
+/// Replaces the file at `path` with `snapshot`, all or nothing. Blocking: call
+/// it from `spawn_blocking` in async code. Creates the parent directory (mode
+/// 0700) when missing; the file is mode 0600.
+pub fn write_atomic(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
+    write_bytes_atomic(path, &serialize(&snapshot.watches))
+}
+
+fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file path", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    // Same folder, so the rename never crosses file systems; the pid keeps two
+    // daemons pointed at one path from sharing a temp file.
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = write_then_rename(&temp, path, dir, bytes);
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_then_rename(temp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    // A temp file left by a crash of this pid would make `create_new` fail.
+    match fs::remove_file(temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(temp, path)?;
+    // The rename is durable only once the directory entry is.
+    File::open(dir)?.sync_all()
+}
+
+/// Coalesces changes in memory and writes them at most once per period.
+///
+/// `mark` and `forget` are cheap (a map update under a short lock) and never
+/// touch the disk. A background task writes when something changed since the
+/// last write; a failed write is logged and retried on the next period, never
+/// fatal. Dropping the writer stops the task without a final write: call
+/// `flush` first.
+pub struct StateWriter {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+struct Shared {
+    path: PathBuf,
+    pending: Mutex<Pending>,
+    /// Held for a whole write, so writes land on disk in snapshot order.
+    writing: Mutex<()>,
+    writes: AtomicU64,
+}
+
+/// The in-memory copy and whether the disk lags behind it.
+#[derive(Default)]
+struct Pending {
+    watches: BTreeMap<String, SavedWatch>,
+    dirty: bool,
+    /// Whether the last write failed: the first failure is logged at ERROR,
+    /// repeats at DEBUG, and the recovery at INFO.
+    failing: bool,
+}
+
+impl Pending {
+    /// The coalescing decision: a copy to write when something changed since
+    /// the last write, else nothing. Clears the dirty flag.
+    fn take_if_dirty(&mut self) -> Option<BTreeMap<String, SavedWatch>> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        Some(self.watches.clone())
+    }
+}
+
+impl StateWriter {
+    /// Starts the periodic writer with what `load` restored (or an empty
+    /// snapshot). Nothing is written until something changes or `flush`.
+    /// Must be called inside a tokio runtime.
+    pub fn spawn(path: PathBuf, initial: Snapshot, every: Duration) -> StateWriter {
+        let shared = Arc::new(Shared {
+            path,
+            pending: Mutex::new(Pending {
+                watches: initial.watches,
+                ..Pending::default()
+            }),
+            writing: Mutex::new(()),
+            writes: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(write_periodically(Arc::clone(&shared), every));
+        StateWriter { shared, task }
+    }
+
+    /// Records a watch's latest saved facts; written with the next period.
+    pub fn mark(&self, key: &str, saved: SavedWatch) {
+        let mut pending = self.shared.lock_pending();
+        if pending.watches.get(key) != Some(&saved) {
+            pending.watches.insert(key.to_owned(), saved);
+            pending.dirty = true;
+        }
+    }
+
+    /// Drops a watch (a reload removed it); written with the next period.
+    pub fn forget(&self, key: &str) {
+        let mut pending = self.shared.lock_pending();
+        if pending.watches.remove(key).is_some() {
+            pending.dirty = true;
+        }
+    }
+
+    /// Writes everything marked so far, now, and returns once it is on disk
+    /// (shutdown). Writes even when nothing changed, so the file exists after
+    /// a successful flush.
+    pub async fn flush(&self) -> io::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.write(true))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// Successful writes so far (periodic and flushes).
+    pub fn writes(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for StateWriter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn write_periodically(shared: Arc<Shared>, every: Duration) {
+    let every = every.max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After a slow write, wait a full period again rather than catching up.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let shared = Arc::clone(&shared);
+        // Cloning and serializing 100k entries takes milliseconds: never on
+        // the async threads. Errors are logged inside `write`.
+        let _ = tokio::task::spawn_blocking(move || shared.write(false)).await;
+    }
+}
+
+impl Shared {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (single insert/remove), so a poisoned lock is still usable.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the current map if dirty (or always, when `force`). Blocking.
+    fn write(&self, force: bool) -> io::Result<()> {
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let watches = {
+            let mut pending = self.lock_pending();
+            match pending.take_if_dirty() {
+                Some(watches) => watches,
+                None if force => pending.watches.clone(),
+                None => return Ok(()),
+            }
+        };
+        let result = write_bytes_atomic(&self.path, &serialize(&watches));
+        let mut pending = self.lock_pending();
+        match &result {
+            Ok(()) => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                if pending.failing {
+                    tracing::info!(path = %self.path.display(), "state file written again");
+                }
+                pending.failing = false;
+            }
+            Err(e) => {
+                // Keep the changes pending so the next period retries them.
+                pending.dirty = true;
+                if pending.failing {
+                    tracing::debug!(path = %self.path.display(), error = %e, "state file write failed again");
+                } else {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot write state file; retrying");
+                }
+                pending.failing = true;
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn saved(status: &str, polls: u64) -> SavedWatch {
+        SavedWatch {
+            status: status.to_owned(),
+            terminal: matches!(status, "Succeeded" | "Failed" | "TimedOut" | "Aborted"),
+            polls,
+            watched_since_unix_ms: 1_700_000_000_000 + polls,
+        }
+    }
+
+    fn snapshot(entries: &[(&str, SavedWatch)]) -> Snapshot {
+        Snapshot {
+            watches: entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn restored(path: &Path) -> Snapshot {
+        match load(path) {
+            Loaded::Restored(s) => s,
+            other => panic!("expected Restored, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_written_snapshot_loads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let s = snapshot(&[
+            (
+                "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/r1",
+                saved("Running", 3),
+            ),
+            ("us-east-1/F/A/r2", saved("Succeeded", 9)),
+        ]);
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+    }
+
+    #[test]
+    fn the_file_carries_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, &snapshot(&[("k", saved("Running", 1))])).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["version"], 1, "file: {json}");
+        assert_eq!(json["watches"]["k"]["status"], "Running", "file: {json}");
+    }
+
+    #[test]
+    fn a_missing_file_loads_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(&dir.path().join("state.json")), Loaded::Fresh);
+    }
+
+    #[test]
+    fn the_state_file_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, &Snapshot::default()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
+
+    #[test]
+    fn rewriting_replaces_the_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, &snapshot(&[("a", saved("Running", 1))])).unwrap();
+        let second = snapshot(&[("b", saved("Failed", 2))]);
+        write_atomic(&path, &second).unwrap();
+        assert_eq!(restored(&path), second);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "folder holds {names:?}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/lib/flowwatch/state.json");
+        let s = snapshot(&[("k", saved("Running", 1))]);
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_an_error_not_a_panic() {
+        assert!(write_atomic(Path::new("/"), &Snapshot::default()).is_err());
+    }
+
+    /// Writes `bytes` as the state file, loads it, and checks it was set aside
+    /// with its bytes intact; returns the error text.
+    fn assert_set_aside(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, bytes).unwrap();
+        match load(&path) {
+            Loaded::SetAside { moved_to, error } => {
+                assert!(!path.exists(), "the bad file is still in place");
+                assert_eq!(fs::read(&moved_to).unwrap(), bytes, "moved to {moved_to:?}");
+                let name = moved_to.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(name.starts_with("state.json.corrupt-"), "moved to {name}");
+                assert_eq!(moved_to.parent(), Some(dir.path()));
+                error
+            }
+            other => panic!("expected SetAside, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_garbage_file_is_set_aside_with_its_bytes() {
+        let error = assert_set_aside(b"\x00\xffnot json at all");
+        assert!(error.contains("not a state file"), "error: {error}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_set_aside_with_its_bytes() {
+        let full = serialize(&snapshot(&[("k", saved("Running", 1))]).watches);
+        assert_set_aside(&full[..full.len() / 2]);
+    }
+
+    #[test]
+    fn an_empty_file_is_set_aside() {
+        assert_set_aside(b"");
+    }
+
+    #[test]
+    fn an_unknown_version_is_set_aside() {
+        let error = assert_set_aside(br#"{"version":2,"watches":{}}"#);
+        assert!(error.contains("version 2"), "error: {error}");
+    }
+
+    #[test]
+    fn a_wrongly_shaped_entry_is_set_aside() {
+        assert_set_aside(br#"{"version":1,"watches":{"k":{"status":7}}}"#);
+    }
+
+    #[test]
+    fn a_second_set_aside_in_the_same_second_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = aside_path(&path, 42);
+        fs::write(&first, b"first").unwrap();
+        let second = aside_path(&path, 42);
+        assert_ne!(first, second);
+        assert!(!second.exists());
+    }
+
+    #[test]
+    fn an_unreadable_path_is_set_aside_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::create_dir(&path).unwrap(); // reading a directory fails
+        match load(&path) {
+            Loaded::SetAside { moved_to, error } => {
+                assert!(moved_to.is_dir(), "moved to {moved_to:?}");
+                assert!(error.contains("cannot read"), "error: {error}");
+            }
+            other => panic!("expected SetAside, got {other:?}"),
+        }
+        assert_eq!(load(&path), Loaded::Fresh);
+    }
+
+    #[test]
+    fn a_100k_entry_snapshot_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let watches: BTreeMap<_, _> = (0..100_000u64)
+            .map(|i| {
+                let key = format!(
+                    "arn:aws:bedrock:us-east-1:123456789012:flow/F/alias/A/execution/run-{i}"
+                );
+                (
+                    key,
+                    saved(if i % 3 == 0 { "Succeeded" } else { "Running" }, i),
+                )
+            })
+            .collect();
+        let s = Snapshot { watches };
+        write_atomic(&path, &s).unwrap();
+        let back = restored(&path);
+        assert_eq!(back.watches.len(), 100_000);
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn many_marks_make_one_pending_write() {
+        let mut pending = Pending::default();
+        for i in 0..1000 {
+            pending.watches.insert(format!("k{i}"), saved("Running", i));
+            pending.dirty = true;
+        }
+        let first = pending.take_if_dirty().expect("dirty after marks");
+        assert_eq!(first.len(), 1000);
+        assert!(
+            pending.take_if_dirty().is_none(),
+            "a second write with no change"
+        );
+    }
+
+    // The writer tests run on the real clock with a period far longer than
+    // the test, so the periodic task never fires unless the test says so.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn marks_are_not_written_before_the_period_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::spawn(path.clone(), Snapshot::default(), NEVER);
+        for i in 0..1000 {
+            writer.mark(&format!("k{i}"), saved("Running", i));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(writer.writes(), 0);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn flush_writes_everything_marked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let initial = snapshot(&[("old", saved("Running", 1)), ("gone", saved("Running", 2))]);
+        let writer = StateWriter::spawn(path.clone(), initial, NEVER);
+        writer.mark("old", saved("Succeeded", 5));
+        writer.mark("new", saved("Running", 1));
+        writer.forget("gone");
+        writer.flush().await.unwrap();
+        assert_eq!(writer.writes(), 1);
+        let expected = snapshot(&[("old", saved("Succeeded", 5)), ("new", saved("Running", 1))]);
+        assert_eq!(restored(&path), expected);
+    }
+
+    #[tokio::test]
+    async fn flush_with_nothing_marked_still_writes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let initial = snapshot(&[("k", saved("Running", 1))]);
+        let writer = StateWriter::spawn(path.clone(), initial.clone(), NEVER);
+        writer.flush().await.unwrap();
+        assert_eq!(restored(&path), initial);
+    }
+
+    #[tokio::test]
+    async fn the_periodic_task_writes_marks_and_skips_unchanged_periods() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer =
+            StateWriter::spawn(path.clone(), Snapshot::default(), Duration::from_millis(20));
+        for i in 0..1000 {
+            writer.mark(&format!("k{i}"), saved("Running", i));
+        }
+        // Generous deadline on a loaded machine; the assertion is about
+        // content and counts, not speed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while writer.writes() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no periodic write");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(restored(&path).watches.len(), 1000);
+        // Nothing changed since: later periods write nothing.
+        let after = writer.writes();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(writer.writes(), after, "rewrote an unchanged state");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_kept_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("state.json"); // parent is a file: writes fail
+        let writer = StateWriter::spawn(path, Snapshot::default(), NEVER);
+        writer.mark("k", saved("Running", 1));
+        assert!(writer.flush().await.is_err());
+        assert_eq!(writer.writes(), 0);
+        assert!(writer.shared.lock_pending().dirty, "the change was dropped");
+    }
+
+    #[tokio::test]
+    async fn marking_an_unchanged_value_does_not_dirty_the_state() {
+        let initial = snapshot(&[("k", saved("Running", 1))]);
+        let dir = tempfile::tempdir().unwrap();
+        let writer = StateWriter::spawn(dir.path().join("s.json"), initial, NEVER);
+        writer.mark("k", saved("Running", 1));
+        writer.forget("absent");
+        assert!(!writer.shared.lock_pending().dirty);
+    }
+}

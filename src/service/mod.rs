@@ -1,7 +1,8 @@
 //! The daemon's outside world: health and metrics over HTTP, sd_notify to
-//! systemd, and (in `files`) watching the config for changes. Each module is
-//! an edge the daemon calls; none of them decides anything.
+//! systemd, and watching the config and include files for changes. Each
+//! module is an edge the daemon calls; none of them decides anything.
 
-pub mod http;
-pub mod metrics;
-pub mod notify;
+pub mod http; // /healthz, /readyz, /metrics
+pub mod metrics; // the Prometheus families the daemon updates
+pub mod notify; // READY, RELOADING, STOPPING, STATUS, WATCHDOG to systemd
+pub mod files; // config and include files: unprompted change detection
