@@ -398,7 +398,10 @@ impl<F: Fetch> Daemon<F> {
             self.scheduler.record(id, &schedule::Outcome::Invalid, now);
             return;
         };
-        let tracked = self.tracked.get_mut(&key).expect("polled watches are tracked");
+        let tracked = self
+            .tracked
+            .get_mut(&key)
+            .expect("polled watches are tracked");
         let decided = match &outcome {
             PollOutcome::Observed(observation) => observe(tracked, observation, &self.edges),
             PollOutcome::Throttled { retry_after } => {
@@ -463,7 +466,7 @@ impl<F: Fetch> Daemon<F> {
                     subject: subject(tracked),
                     error_kind: kind.as_str(),
                     error_code: code.as_deref(),
-                    error_message: message,
+                    error_message: message.as_str(),
                     retry_in_ms,
                 });
             }
@@ -471,8 +474,8 @@ impl<F: Fetch> Daemon<F> {
                 event::emit(&Event::PollFailed {
                     subject: subject(tracked),
                     error_kind: "access_denied",
-                    error_code: Some(code),
-                    error_message: message,
+                    error_code: Some(code.as_str()),
+                    error_message: message.as_str(),
                     retry_in_ms,
                 });
             }
@@ -502,7 +505,10 @@ impl<F: Fetch> Daemon<F> {
                     self.remove(key);
                 }
                 for key in &diff.added {
-                    let watch = new.watches.get(key).expect("diff names keys of the new set");
+                    let watch = new
+                        .watches
+                        .get(key)
+                        .expect("diff names keys of the new set");
                     self.add(key.clone(), watch.clone(), now);
                 }
                 // Kept watches keep status, backoff and counts; labels may change.
@@ -781,12 +787,17 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
     if let Some(http) = &config.http {
-        service::http::serve(http.listen, health.clone(), metrics.clone(), shutdown.clone())
-            .await
-            .map_err(|source| DaemonError::Http {
-                listen: http.listen,
-                source,
-            })?;
+        service::http::serve(
+            http.listen,
+            health.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| DaemonError::Http {
+            listen: http.listen,
+            source,
+        })?;
     }
     let (state, restored) = match &config.state {
         None => (None, Snapshot::default()),

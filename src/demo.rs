@@ -45,10 +45,16 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stats = simulator.stats();
     simulator.shutdown().await;
 
-    eprintln!("\nflowwatch demo: done in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "\nflowwatch demo: done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     eprintln!("  {:<24} {:<28} {:>5}", "execution", "result", "polls");
     for watch in &report.watches {
-        eprintln!("  {:<24} {:<28} {:>5}", watch.execution, watch.result, watch.polls);
+        eprintln!(
+            "  {:<24} {:<28} {:>5}",
+            watch.execution, watch.result, watch.polls
+        );
     }
     eprintln!(
         "  simulator: {} requests, {} throttled (429), {} server errors (5xx)",

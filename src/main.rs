@@ -12,7 +12,11 @@ use flowwatch::daemon::{self, DaemonError, Verdict};
 use flowwatch::{config, demo, simulate};
 
 #[derive(Parser)]
-#[command(name = "flowwatch", version, about = "Watches Amazon Bedrock flow executions until they end")]
+#[command(
+    name = "flowwatch",
+    version,
+    about = "Watches Amazon Bedrock flow executions until they end"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -123,10 +123,22 @@ mod tests {
 
     #[test]
     fn transition_ids_are_stable_and_differ_by_execution_and_status() {
-        let a = transition_id("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1", &Status::Succeeded);
-        let again = transition_id("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1", &Status::Succeeded);
-        let other_status = transition_id("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1", &Status::Failed);
-        let other_execution = transition_id("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e2", &Status::Succeeded);
+        let a = transition_id(
+            "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1",
+            &Status::Succeeded,
+        );
+        let again = transition_id(
+            "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1",
+            &Status::Succeeded,
+        );
+        let other_status = transition_id(
+            "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e1",
+            &Status::Failed,
+        );
+        let other_execution = transition_id(
+            "arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/e2",
+            &Status::Succeeded,
+        );
         assert_eq!(a, again);
         assert_eq!(a.len(), 32, "{a}");
         assert_ne!(a, other_status);

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use flowwatch::config::{self, Config, LogFormat, LogSettings};
-use flowwatch::event::Capture;
 use flowwatch::daemon::{Daemon, Edges, Report, Verdict};
+use flowwatch::event::Capture;
 use flowwatch::poll::{FailureKind, PollOutcome};
 use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
@@ -163,16 +163,27 @@ async fn each_transition_is_emitted_once_in_order_and_success_ends_the_run() {
         .finish()
         .await;
     assert_eq!(report.verdict, Verdict::Success);
-    assert_eq!(events.transitions_of("run-0"), ["Running", "Succeeded"], "{events}");
+    assert_eq!(
+        events.transitions_of("run-0"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
     let first = events.one("execution.transition", |e| e["to"] == "Running");
-    assert!(first.get("from").is_none(), "first observation has no from: {first}");
+    assert!(
+        first.get("from").is_none(),
+        "first observation has no from: {first}"
+    );
     assert_eq!(first["terminal"], false);
     let last = events.one("execution.transition", |e| e["to"] == "Succeeded");
     assert_eq!(last["from"], "Running");
     assert_eq!(last["terminal"], true);
     assert_eq!(last["polls"], 3);
     assert!(last["detect_lag_ms"].as_u64().is_some(), "{last}");
-    assert_eq!(fetch.calls_for("run-0").len(), 3, "no poll after the terminal status");
+    assert_eq!(
+        fetch.calls_for("run-0").len(),
+        3,
+        "no poll after the terminal status"
+    );
     let names = events.names();
     let added = names.iter().position(|n| *n == "watch.added").unwrap();
     let started = names.iter().position(|n| *n == "daemon.started").unwrap();
@@ -210,9 +221,16 @@ async fn not_found_is_retried_for_the_grace_period_then_abandoned() {
     assert_eq!(abandoned["reason"], "not_found");
     assert_eq!(abandoned["level"], "ERROR");
     let calls = fetch.calls_for("run-0");
-    assert!(calls.len() >= 3, "retried during the grace: {}", calls.len());
+    assert!(
+        calls.len() >= 3,
+        "retried during the grace: {}",
+        calls.len()
+    );
     let last = *calls.last().unwrap() - started;
-    assert!(last >= secs(10) && last < secs(20), "abandoned after {last:?}");
+    assert!(
+        last >= secs(10) && last < secs(20),
+        "abandoned after {last:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -224,7 +242,12 @@ async fn a_not_found_that_resolves_within_the_grace_is_an_ordinary_watch() {
     };
     let fetch = Scripted::always(observed("Succeeded")).script(
         "run-0",
-        vec![not_found.clone(), not_found, observed("Running"), observed("Succeeded")],
+        vec![
+            not_found.clone(),
+            not_found,
+            observed("Running"),
+            observed("Succeeded"),
+        ],
     );
     let (report, events) = TestLoop::start(files.config(), fetch, true).finish().await;
     assert_eq!(report.verdict, Verdict::Success, "{events}");
@@ -248,7 +271,8 @@ async fn a_validation_error_abandons_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn access_denied_is_retried_at_interval_max_and_logged_at_error_until_max_watch() {
-    let poll = "interval_initial = \"1s\"\ninterval_max = \"10s\"\njitter = 0.0\nmax_watch = \"60s\"";
+    let poll =
+        "interval_initial = \"1s\"\ninterval_max = \"10s\"\njitter = 0.0\nmax_watch = \"60s\"";
     let files = Files::new(poll, &watches(1));
     let fetch = Scripted::always(PollOutcome::AccessDenied {
         code: "AccessDeniedException".into(),
@@ -261,25 +285,37 @@ async fn access_denied_is_retried_at_interval_max_and_logged_at_error_until_max_
     let calls = fetch.calls_for("run-0");
     let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        gaps.iter().all(|g| *g >= secs(10) - Duration::from_millis(50)),
+        gaps.iter()
+            .all(|g| *g >= secs(10) - Duration::from_millis(50)),
         "retried at interval_max: {gaps:?}"
     );
     let denied = events.named("poll.failed");
     assert!(denied.len() >= 5, "{events}");
-    assert!(denied.iter().all(|e| e["level"] == "ERROR" && e["error_kind"] == "access_denied"));
-    assert_eq!(events.one("watch.abandoned", |_| true)["reason"], "access_denied");
+    assert!(
+        denied
+            .iter()
+            .all(|e| e["level"] == "ERROR" && e["error_kind"] == "access_denied")
+    );
+    assert_eq!(
+        events.one("watch.abandoned", |_| true)["reason"],
+        "access_denied"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_watch_that_never_ends_is_abandoned_at_max_watch() {
-    let poll = "interval_initial = \"1s\"\ninterval_max = \"10s\"\njitter = 0.0\nmax_watch = \"60s\"";
+    let poll =
+        "interval_initial = \"1s\"\ninterval_max = \"10s\"\njitter = 0.0\nmax_watch = \"60s\"";
     let files = Files::new(poll, &watches(1));
     let fetch = Scripted::always(observed("Running"));
     let started = Instant::now();
     let (_, events) = TestLoop::start(files.config(), fetch.clone(), true)
         .finish()
         .await;
-    assert_eq!(events.one("watch.abandoned", |_| true)["reason"], "max_watch");
+    assert_eq!(
+        events.one("watch.abandoned", |_| true)["reason"],
+        "max_watch"
+    );
     let last = *fetch.calls_for("run-0").last().unwrap() - started;
     assert!(last <= secs(61), "no poll after max_watch: {last:?}");
 }
@@ -302,7 +338,10 @@ async fn throttling_is_reported_with_the_adapted_rate_and_retried() {
     assert_eq!(report.verdict, Verdict::Success);
     let throttled = events.one("poll.throttled", |_| true);
     assert_eq!(throttled["level"], "WARN");
-    assert!(throttled["retry_in_ms"].as_u64().unwrap() >= 3000, "{throttled}");
+    assert!(
+        throttled["retry_in_ms"].as_u64().unwrap() >= 3000,
+        "{throttled}"
+    );
     let rate = throttled["rate_limit"].as_f64().unwrap();
     assert!(rate > 0.0 && rate < 10.0, "the rate was lowered: {rate}");
     let calls = fetch.calls_for("run-0");
@@ -318,8 +357,10 @@ async fn a_retryable_failure_is_reported_and_backs_off() {
         message: "try again".into(),
         retry_after: None,
     };
-    let fetch = Scripted::always(observed("Succeeded"))
-        .script("run-0", vec![failure.clone(), failure, observed("Succeeded")]);
+    let fetch = Scripted::always(observed("Succeeded")).script(
+        "run-0",
+        vec![failure.clone(), failure, observed("Succeeded")],
+    );
     let (report, events) = TestLoop::start(files.config(), fetch, true).finish().await;
     assert_eq!(report.verdict, Verdict::Success);
     let failed = events.named("poll.failed");
@@ -375,9 +416,15 @@ async fn an_invalid_reload_keeps_the_old_watch_set() {
     let failed = events.one("daemon.reload_failed", |_| true);
     assert_eq!(failed["level"], "ERROR");
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("flowwatch.toml:2:1") && error.contains("intreval_max"), "{error}");
+    assert!(
+        error.contains("flowwatch.toml:2:1") && error.contains("intreval_max"),
+        "{error}"
+    );
     assert!(events.named("watch.removed").is_empty());
-    assert!(fetch.calls_for("run-1").len() > before, "still polling the old set");
+    assert!(
+        fetch.calls_for("run-1").len() > before,
+        "still polling the old set"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,7 +439,10 @@ async fn shutdown_lets_in_flight_polls_finish_and_reports_what_is_left() {
     assert_eq!(events.named("execution.transition").len(), 2, "{events}");
     let names = events.names();
     let stopping = names.iter().position(|n| *n == "daemon.stopping").unwrap();
-    let first_transition = names.iter().position(|n| *n == "execution.transition").unwrap();
+    let first_transition = names
+        .iter()
+        .position(|n| *n == "execution.transition")
+        .unwrap();
     assert!(stopping < first_transition, "{names:?}");
     assert_eq!(events.one("daemon.stopped", |_| true)["watches_left"], 2);
     assert_eq!(fetch.calls().len(), 2, "no new polls after the stop");

@@ -75,7 +75,10 @@ pub fn flowwatch(config: &Path, args: &[&str]) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "flowwatch-test-secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/flowwatch-test/config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/flowwatch-test/credentials")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/flowwatch-test/credentials",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -161,12 +164,20 @@ impl Events {
     /// The one event with this name matching `pred`; fails if none or several.
     pub fn one(&self, name: &str, pred: impl Fn(&Value) -> bool) -> &Value {
         let found: Vec<&Value> = self.named(name).into_iter().filter(|e| pred(e)).collect();
-        assert_eq!(found.len(), 1, "expected one {name} matching, got {}: {self}", found.len());
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {name} matching, got {}: {self}",
+            found.len()
+        );
         found[0]
     }
 
     pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|e| e["event"].as_str().unwrap_or("?")).collect()
+        self.0
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or("?"))
+            .collect()
     }
 
     /// The transitions of one execution id, as `to` strings, in order.
