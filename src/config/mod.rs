@@ -1316,4 +1316,60 @@ mod tests {
             .expect("the included watch is keyed by its built arn");
         assert_eq!(included.labels["pipeline"], "nightly");
     }
+
+    /// The contract's configuration block, verbatim.
+    const CONTRACT_BLOCK: &str = r#"[aws]
+region = "us-east-1"          # default: the standard AWS chain (env, profile, IMDS)
+profile = "prod"              # default: the standard chain
+endpoint_url = "http://127.0.0.1:4566"   # default: the real regional endpoint
+
+[poll]
+interval_initial = "2s"       # first re-poll delay after a poll that saw no change
+interval_max = "60s"          # cap of the no-change backoff
+multiplier = 2.0
+jitter = 0.2                  # randomization factor, 0.0..=1.0
+rate_limit = 10.0             # requests/second to one region, all watches together
+max_in_flight = 16            # concurrent requests
+request_timeout = "10s"       # per attempt
+max_watch = "25h"             # abandon a watch after this long (executions time out at 24 h)
+
+[log]
+format = "json"               # json | text
+level = "info"
+
+[state]
+path = "/var/lib/flowwatch/state.json"   # optional; persistence across restarts
+
+[http]
+listen = "127.0.0.1:9464"     # optional; GET /healthz, /readyz, /metrics (Prometheus text)
+
+include = ["watches.d/*.toml"]  # optional globs, relative to this file; each holds [[watch]] tables only
+
+[[watch]]
+execution_arn = "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-0001"
+labels = { team = "search" } # optional, copied onto every event of this watch
+
+[[watch]]                     # the same execution, by parts
+flow = "FLOW123456"           # id or flow ARN
+alias = "ALIAS12345"          # id or alias ARN
+execution = "run-0001"        # id or execution ARN
+region = "eu-west-1"          # optional per-watch region
+"#;
+
+    #[test]
+    fn the_contract_example_block_is_valid_as_written() {
+        let dir = Dir::new();
+        dir.write(
+            "watches.d/a.toml",
+            &format!(
+                "[[watch]]\nexecution_arn = \"{}\"\n",
+                ARN.replace("run-0001", "run-9")
+            ),
+        );
+        let config = dir.load(CONTRACT_BLOCK).unwrap();
+        assert_eq!(config.files.len(), 2);
+        assert_eq!(config.watches.len(), 3);
+        assert_eq!(config.http.unwrap().listen.port(), 9464);
+        assert_eq!(config.poll.max_watch, Duration::from_secs(25 * 3600));
+    }
 }
