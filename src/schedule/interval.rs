@@ -165,7 +165,9 @@ mod tests {
     fn unchanged_polls_grow_the_delay_by_the_multiplier_up_to_the_cap() {
         let policy = intervals(2, 10, 0.0);
         let mut delays = policy.fresh();
-        let seen: Vec<_> = (0..5).map(|_| policy.after_unchanged(&mut delays)).collect();
+        let seen: Vec<_> = (0..5)
+            .map(|_| policy.after_unchanged(&mut delays))
+            .collect();
         assert_eq!(seen, [secs(2), secs(4), secs(8), secs(10), secs(10)]);
     }
 
@@ -240,6 +242,9 @@ mod tests {
             jitter: 7.0,
             ..PollSettings::default()
         });
-        assert_eq!((policy.initial, policy.multiplier, policy.jitter), (secs(60), 1.0, 1.0));
+        assert_eq!(
+            (policy.initial, policy.multiplier, policy.jitter),
+            (secs(60), 1.0, 1.0)
+        );
     }
 }

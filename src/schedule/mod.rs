@@ -46,8 +46,12 @@ pub enum Outcome {
     Changed,
     /// A terminal status: the watch is done.
     Terminal,
-    Throttled { retry_after: Option<Duration> },
-    Failed { retry_after: Option<Duration> },
+    Throttled {
+        retry_after: Option<Duration>,
+    },
+    Failed {
+        retry_after: Option<Duration>,
+    },
     NotFound,
     Invalid,
     AccessDenied,
@@ -278,7 +282,9 @@ impl Scheduler {
             Ok(due) => {
                 let watch = self.watches.get_mut(&id).expect("decide keeps the watch");
                 watch.at = due;
-                self.regions[watch.region as usize].waiting.insert((due, id));
+                self.regions[watch.region as usize]
+                    .waiting
+                    .insert((due, id));
                 Next::PollAt(due)
             }
             Err(next) => {
@@ -415,7 +421,10 @@ mod tests {
     }
 
     fn at(t0: Instant, offsets_secs: &[u64]) -> Vec<Next> {
-        offsets_secs.iter().map(|&s| Next::PollAt(t0 + secs(s))).collect()
+        offsets_secs
+            .iter()
+            .map(|&s| Next::PollAt(t0 + secs(s)))
+            .collect()
     }
 
     fn throttled() -> Outcome {
@@ -464,7 +473,12 @@ mod tests {
         let mut s = Scheduler::new(&policy());
         let id = s.insert("us-east-1", t0, Duration::ZERO);
         use Outcome::{Changed, Unchanged};
-        let seen = run(&mut s, id, t0, &[Unchanged, Unchanged, Unchanged, Changed, Unchanged]);
+        let seen = run(
+            &mut s,
+            id,
+            t0,
+            &[Unchanged, Unchanged, Unchanged, Changed, Unchanged],
+        );
         // delays 2, 4, 8, then 2 after the change and 2 again.
         assert_eq!(seen, at(t0, &[2, 6, 14, 16, 18]));
     }
@@ -488,7 +502,12 @@ mod tests {
             ..policy()
         });
         let id = s.insert("us-east-1", t0, Duration::ZERO);
-        let seen = run(&mut s, id, t0, &[throttled(), failed(), throttled(), failed(), failed()]);
+        let seen = run(
+            &mut s,
+            id,
+            t0,
+            &[throttled(), failed(), throttled(), failed(), failed()],
+        );
         // delays 2, 4, 8, 10, 10.
         assert_eq!(seen, at(t0, &[2, 6, 14, 24, 34]));
     }
@@ -498,7 +517,12 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::new(&policy());
         let id = s.insert("us-east-1", t0, Duration::ZERO);
-        let seen = run(&mut s, id, t0, &[failed(), failed(), Outcome::Changed, failed()]);
+        let seen = run(
+            &mut s,
+            id,
+            t0,
+            &[failed(), failed(), Outcome::Changed, failed()],
+        );
         // error delays 2, 4; the change 2; the error delay starts over at 2.
         assert_eq!(seen, at(t0, &[2, 6, 8, 10]));
     }
@@ -552,9 +576,9 @@ mod tests {
         let id = s.insert("us-east-1", t0, Duration::ZERO);
         use Outcome::{NotFound, Unchanged};
         let seen = run(&mut s, id, t0, &[NotFound, Unchanged, NotFound, NotFound]);
-        // 0 s: streak starts, retry at 4; 4 s: success; 8 s: a new streak
-        // (not 8 s past the first NotFound), retry at 12, clamped to 13? no:
-        // 8 + 4 = 12 < 13; 12 s: within 5 s of 8 s, retry at 13 (grace end).
+        // 0 s: a streak starts; 4 s: a success ends it; 8 s: a new streak
+        // (8 s after the first NotFound, but only 0 s into this streak);
+        // 12 s: still within 5 s of 8 s, retry at the grace's end, 13 s.
         assert_eq!(seen, at(t0, &[4, 8, 12, 13]));
     }
 
@@ -567,7 +591,12 @@ mod tests {
             ..policy()
         });
         let id = s.insert("us-east-1", t0, Duration::ZERO);
-        let seen = run(&mut s, id, t0, &[Outcome::NotFound, failed(), Outcome::NotFound]);
+        let seen = run(
+            &mut s,
+            id,
+            t0,
+            &[Outcome::NotFound, failed(), Outcome::NotFound],
+        );
         assert_eq!(seen[2], Next::Abandon(Reason::NotFound), "seen {seen:?}");
     }
 
@@ -678,10 +707,15 @@ mod tests {
             max_in_flight: 2,
             ..policy()
         });
-        let ids: Vec<_> = (0..3).map(|_| s.insert("us-east-1", t0, Duration::ZERO)).collect();
+        let ids: Vec<_> = (0..3)
+            .map(|_| s.insert("us-east-1", t0, Duration::ZERO))
+            .collect();
         let first = s.take_ready(t0).expect("a slot is free");
         assert!(s.take_ready(t0).is_some());
-        assert_eq!((s.take_ready(t0), s.next_wakeup(), s.in_flight()), (None, None, 2));
+        assert_eq!(
+            (s.take_ready(t0), s.next_wakeup(), s.in_flight()),
+            (None, None, 2)
+        );
         s.record(first, &Outcome::Unchanged, t0 + ms(5));
         assert_eq!(s.take_ready(t0 + ms(5)), Some(ids[2]));
     }
@@ -692,7 +726,10 @@ mod tests {
         let mut s = Scheduler::new(&policy());
         let id = s.insert("us-east-1", t0, Duration::ZERO);
         assert_eq!(s.take_ready(t0), Some(id));
-        assert_eq!((s.take_ready(t0 + secs(600)), s.next_wakeup()), (None, None));
+        assert_eq!(
+            (s.take_ready(t0 + secs(600)), s.next_wakeup()),
+            (None, None)
+        );
     }
 
     #[test]
@@ -714,7 +751,9 @@ mod tests {
             rate_limit: 1.0, // a burst of 2
             ..policy()
         });
-        let east: Vec<_> = (0..3).map(|_| s.insert("us-east-1", t0, Duration::ZERO)).collect();
+        let east: Vec<_> = (0..3)
+            .map(|_| s.insert("us-east-1", t0, Duration::ZERO))
+            .collect();
         let west = s.insert("eu-west-1", t0 + ms(1), Duration::ZERO);
         let now = t0 + ms(1);
         let order: Vec<_> = std::iter::from_fn(|| s.take_ready(now)).collect();
@@ -865,30 +904,35 @@ mod tests {
         let sent: Vec<_> = log.iter().filter(|(t, _)| *t >= from && *t < to).collect();
         let ok = sent.iter().filter(|(_, ok)| *ok).count();
         let throttled = sent.len() - ok;
-        (throttled as f64 / sent.len().max(1) as f64, ok as f64 / (to - from))
+        (
+            throttled as f64 / sent.len().max(1) as f64,
+            ok as f64 / (to - from),
+        )
     }
 
-    #[test]
-    fn against_a_lower_server_quota_the_rate_settles_just_under_it() {
-        // 200 watches that never change, polled as fast as the budget allows,
-        // against a server granting 10 req/s (burst 10) while rate_limit is
-        // 50; every answer takes 50 ms.
+    /// Drives 200 never-changing watches, polled as fast as the budget
+    /// allows, against a server `Quota` of `quota_rate` req/s (burst: 1 s of
+    /// it) for `end_secs` virtual seconds; every answer takes `latency`.
+    /// Returns each request's start (seconds) and whether it got through.
+    fn against_quota(
+        quota_rate: f64,
+        rate_limit: f64,
+        latency: Duration,
+        end_secs: f64,
+    ) -> Vec<(f64, bool)> {
         let t0 = Instant::now();
-        let quota_rate = 10.0;
-        let latency = ms(50);
-        let end = 600.0;
         let mut s = Scheduler::new(&PollSettings {
             interval_initial: ms(10),
             interval_max: ms(10),
-            rate_limit: 50.0,
+            rate_limit,
             ..policy()
         });
         for _ in 0..200 {
             s.insert("us-east-1", t0, Duration::ZERO);
         }
-        let mut server = Quota::new(quota_rate, quota_rate, t0);
+        let mut server = Quota::new(quota_rate, quota_rate.max(1.0), t0);
         let mut answers: VecDeque<(Instant, WatchId, bool)> = VecDeque::new();
-        let mut log: Vec<(f64, bool)> = Vec::new();
+        let mut log = Vec::new();
         let mut now = t0;
         loop {
             while let Some(&(done_at, id, ok)) = answers.front() {
@@ -910,11 +954,19 @@ mod tests {
                 .min()
                 .expect("something is always pending");
             assert!(wake > now, "no progress at {:?}", now - t0);
-            if (wake - t0).as_secs_f64() >= end {
-                break;
+            if (wake - t0).as_secs_f64() >= end_secs {
+                return log;
             }
             now = wake;
         }
+    }
+
+    #[test]
+    fn against_a_lower_server_quota_the_rate_settles_just_under_it() {
+        // rate_limit 50 against a server granting 10 req/s (burst 10).
+        let quota_rate = 10.0;
+        let end = 600.0;
+        let log = against_quota(quota_rate, 50.0, ms(50), end);
         let (throttled_share, goodput) = stats(&log, 30.0, end);
         let (first_share, _) = stats(&log, 0.0, 5.0);
         let (last_share, _) = stats(&log, end - 60.0, end);
@@ -922,13 +974,12 @@ mod tests {
         eprintln!(
             "quota {quota_rate}/s, after 30 s: throttled {:.2} %, goodput {goodput:.3}/s \
              ({:.1} % of quota); first 5 s throttled {:.1} %, last 60 s {:.2} %; \
-             overall throttled {:.2} %, goodput {overall_goodput:.3}/s; final rate {:.2}",
+             overall throttled {:.2} %, goodput {overall_goodput:.3}/s",
             throttled_share * 100.0,
             goodput / quota_rate * 100.0,
             first_share * 100.0,
             last_share * 100.0,
             overall_share * 100.0,
-            s.rate("us-east-1"),
         );
         assert!(throttled_share < 0.013, "throttled {throttled_share}");
         assert!(goodput >= 0.95 * quota_rate, "goodput {goodput}");
@@ -947,7 +998,9 @@ mod tests {
             rate_limit: 10.0,
             ..policy()
         });
-        let ids: Vec<_> = (0..30).map(|_| s.insert("us-east-1", t0, Duration::ZERO)).collect();
+        let ids: Vec<_> = (0..30)
+            .map(|_| s.insert("us-east-1", t0, Duration::ZERO))
+            .collect();
         let mut polls: HashMap<WatchId, Vec<Instant>> = HashMap::new();
         let mut order = Vec::new();
         let end = t0 + secs(60);

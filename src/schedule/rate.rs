@@ -14,17 +14,20 @@
 //! **Adapting to throttling** (CUBIC-like, in requests per second):
 //!
 //! - On a throttle, the rate drops to `BETA` (0.9) × the rate the server
-//!   actually granted: successes counted over the last 2 s. That lands just
-//!   under the server's quota in one step, instead of halving far below it.
-//!   One step never cuts more than half, so one odd measurement cannot
-//!   collapse the rate. The bucket is drained.
+//!   actually granted: successes per second over the last 2 s, or since the
+//!   last decrease when that is longer and higher (steadier at low rates).
+//!   That lands just under the server's quota in one step, where halving
+//!   would fall far below it. One step never cuts more than half, so one
+//!   odd measurement cannot collapse the rate. The bucket is drained.
 //! - Only requests sent after the last decrease can decrease it again: the
 //!   throttles of requests already in flight describe the old rate.
-//! - After successes the rate recovers along a cubic of the time since the
-//!   decrease, `granted × (1 + C·(t − K)³)` with K = 10 s: it climbs back to
-//!   the granted rate quickly, flattens there (where throttling happened),
-//!   then probes above it ever faster. Against a fixed quota this gives one
-//!   throttle every ~2 K seconds and a send rate within a few percent of it.
+//! - After successes the rate recovers along a cubic of the time `t` since
+//!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
+//!   granted rate in K seconds, flattens there (where throttling happened),
+//!   then probes above it ever faster. K is the time of `RECOVERY_REQUESTS`
+//!   (50) requests at the granted rate, within 10..=60 s. Against a fixed
+//!   quota this gives one throttle about every 2 K, so about 1 throttled
+//!   request per 100, and a send rate within a few percent of the quota.
 //! - The rate stays within [floor, `rate_limit`], floor =
 //!   max(0.1 req/s, `rate_limit` / 100) (but never above `rate_limit`).
 
@@ -36,8 +39,10 @@ use tokio::time::Instant;
 const BETA: f64 = 0.9;
 /// No single decrease goes below this share of the current rate.
 const MAX_CUT: f64 = 0.5;
-/// Seconds the cubic takes to climb back to the granted rate.
-const RECOVERY_SECS: f64 = 10.0;
+/// The cubic climbs back to the granted rate in the time of this many
+/// requests at that rate, within `RECOVERY_SECS`.
+const RECOVERY_REQUESTS: f64 = 50.0;
+const RECOVERY_SECS: (f64, f64) = (10.0, 60.0);
 /// Lowest adapted rate, absolute (requests per second).
 const FLOOR_MIN: f64 = 0.1;
 /// Lowest adapted rate, as a share of `rate_limit`.
@@ -58,10 +63,20 @@ pub struct RateBudget {
     rate: f64,
     tokens: f64,
     refilled_at: Instant,
-    /// The last decrease, and the granted rate measured then (the cubic's
-    /// plateau); `None` until the first throttle.
-    decrease: Option<(Instant, f64)>,
+    /// The last decrease; `None` until the first throttle.
+    decrease: Option<Decrease>,
     successes: SuccessWindow,
+    /// Successes since the last decrease (or since the start).
+    successes_since_decrease: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Decrease {
+    at: Instant,
+    /// The granted rate measured then: the cubic's plateau.
+    granted: f64,
+    /// Seconds from the decrease back to the plateau (the cubic's K).
+    recovery_secs: f64,
 }
 
 impl RateBudget {
@@ -82,6 +97,7 @@ impl RateBudget {
             refilled_at: now,
             decrease: None,
             successes: SuccessWindow::new(now),
+            successes_since_decrease: 0,
         }
     }
 
@@ -127,12 +143,13 @@ impl RateBudget {
     /// rate recovers along the cubic (see the module comment).
     pub fn on_success(&mut self, now: Instant) {
         self.successes.record(now);
-        let Some((decreased_at, granted)) = self.decrease else {
+        self.successes_since_decrease += 1;
+        let Some(decrease) = self.decrease else {
             return; // never throttled: already at `rate_limit`
         };
-        let t = now.saturating_duration_since(decreased_at).as_secs_f64();
-        let c = (1.0 - BETA) / RECOVERY_SECS.powi(3);
-        let target = granted * (1.0 + c * (t - RECOVERY_SECS).powi(3));
+        let k = decrease.recovery_secs;
+        let t = now.saturating_duration_since(decrease.at).as_secs_f64();
+        let target = decrease.granted * (1.0 + (1.0 - BETA) * ((t - k) / k).powi(3));
         self.refill(now); // tokens so far accrued at the old rate
         self.rate = target.clamp(self.floor, self.limit).max(self.rate);
     }
@@ -140,18 +157,36 @@ impl RateBudget {
     /// A request sent at `sent_at` was throttled. Returns whether the rate
     /// went down: it does not for a request sent before the last decrease.
     pub fn on_throttled(&mut self, sent_at: Instant, now: Instant) -> bool {
-        if let Some((decreased_at, _)) = self.decrease {
-            if sent_at < decreased_at {
-                return false;
-            }
+        if self.decrease.is_some_and(|d| sent_at < d.at) {
+            return false;
         }
-        let measured = self.successes.rate(now);
-        let granted = measured.min(self.rate).max(self.rate * MAX_CUT / BETA);
+        let granted = self
+            .granted(now)
+            .min(self.rate)
+            .max(self.rate * MAX_CUT / BETA);
         self.refill(now);
         self.rate = (granted * BETA).clamp(self.floor, self.limit);
         self.tokens = self.tokens.min(0.0);
-        self.decrease = Some((now, self.rate / BETA));
+        let granted = self.rate / BETA;
+        self.decrease = Some(Decrease {
+            at: now,
+            granted,
+            recovery_secs: (RECOVERY_REQUESTS / granted).clamp(RECOVERY_SECS.0, RECOVERY_SECS.1),
+        });
+        self.successes_since_decrease = 0;
         true
+    }
+
+    /// The rate the server granted lately, successes per second.
+    fn granted(&mut self, now: Instant) -> f64 {
+        let recent = self.successes.rate(now);
+        let since = self.decrease.map_or(self.successes.origin, |d| d.at);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < WINDOW {
+            return recent;
+        }
+        let average = self.successes_since_decrease as f64 / elapsed.as_secs_f64();
+        recent.max(average)
     }
 
     fn refill(&mut self, now: Instant) {
@@ -175,6 +210,7 @@ struct SuccessWindow {
 
 const SLOTS: usize = 20;
 const SLOT: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_millis(100 * SLOTS as u64);
 
 impl SuccessWindow {
     fn new(now: Instant) -> SuccessWindow {
@@ -277,7 +313,10 @@ mod tests {
         let now = t0 + ms(2000);
         assert!(budget.on_throttled(now, now));
         assert!((budget.rate() - 9.0).abs() < 1e-9, "rate {}", budget.rate());
-        assert!(budget.try_acquire(now).is_err(), "the bucket was not drained");
+        assert!(
+            budget.try_acquire(now).is_err(),
+            "the bucket was not drained"
+        );
     }
 
     #[test]
