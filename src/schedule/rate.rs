@@ -1,2 +1,398 @@
 //! The per-region rate budget: a token bucket with a small burst and an
-//! adaptive rate. (Skeleton: the schedule helper fills it in.)
+//! adaptive rate.
+//!
+//! In: request starts (`try_acquire`/`take`) and their answers
+//! (`on_success`, `on_throttled`), each with the caller's `now`. Out: whether
+//! a request may start now, or how long to wait.
+//!
+//! **The bucket.** Tokens refill at the current adapted rate (never above
+//! `rate_limit`) up to a capacity of max(2, 10 % of `rate_limit`), and the
+//! bucket starts full. So in any 1 s window at most `rate_limit` +
+//! max(2, 10 % of `rate_limit`) requests start, also right after start-up and
+//! after an idle spell (the contract's burst rule).
+//!
+//! **Adapting to throttling** (CUBIC-like, in requests per second):
+//!
+//! - On a throttle, the rate drops to `BETA` (0.9) × the rate the server
+//!   actually granted: successes per second over the last 2 s, or since the
+//!   last decrease when that is longer and higher (steadier at low rates).
+//!   That lands just under the server's quota in one step, where halving
+//!   would fall far below it. One step never cuts more than half, so one
+//!   odd measurement cannot collapse the rate. The bucket is drained.
+//! - Only requests sent after the last decrease can decrease it again: the
+//!   throttles of requests already in flight describe the old rate.
+//! - After successes the rate recovers along a cubic of the time `t` since
+//!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
+//!   granted rate in K seconds, flattens there (where throttling happened),
+//!   then probes above it ever faster. K is the time of `RECOVERY_REQUESTS`
+//!   (50) requests at the granted rate, within 10..=60 s. Against a fixed
+//!   quota this gives one throttle about every 2 K, so about 1 throttled
+//!   request per 100, and a send rate within a few percent of the quota.
+//! - The rate stays within [floor, `rate_limit`], floor =
+//!   max(0.1 req/s, `rate_limit` / 100) (but never above `rate_limit`).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The multiplicative decrease, applied to the measured granted rate.
+const BETA: f64 = 0.9;
+/// No single decrease goes below this share of the current rate.
+const MAX_CUT: f64 = 0.5;
+/// The cubic climbs back to the granted rate in the time of this many
+/// requests at that rate, within `RECOVERY_SECS`.
+const RECOVERY_REQUESTS: f64 = 50.0;
+const RECOVERY_SECS: (f64, f64) = (10.0, 60.0);
+/// Lowest adapted rate, absolute (requests per second).
+const FLOOR_MIN: f64 = 0.1;
+/// Lowest adapted rate, as a share of `rate_limit`.
+const FLOOR_SHARE: f64 = 0.01;
+/// Accepting a token this close to whole absorbs float rounding, so the
+/// instant `ready_at` promises always passes `try_acquire`.
+const EPSILON: f64 = 1e-9;
+/// Limits that a validated config never holds are clamped into this range.
+const LIMIT_RANGE: (f64, f64) = (0.001, 1_000_000.0);
+
+/// One region's budget.
+#[derive(Debug, Clone)]
+pub struct RateBudget {
+    limit: f64,
+    floor: f64,
+    capacity: f64,
+    /// The adapted rate, requests per second.
+    rate: f64,
+    tokens: f64,
+    refilled_at: Instant,
+    /// The last decrease; `None` until the first throttle.
+    decrease: Option<Decrease>,
+    successes: SuccessWindow,
+    /// Successes since the last decrease (or since the start).
+    successes_since_decrease: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Decrease {
+    at: Instant,
+    /// The granted rate measured then: the cubic's plateau.
+    granted: f64,
+    /// Seconds from the decrease back to the plateau (the cubic's K).
+    recovery_secs: f64,
+}
+
+impl RateBudget {
+    /// A full bucket at `rate_limit` requests per second.
+    pub fn new(rate_limit: f64, now: Instant) -> RateBudget {
+        let limit = if rate_limit.is_nan() {
+            LIMIT_RANGE.0
+        } else {
+            rate_limit.clamp(LIMIT_RANGE.0, LIMIT_RANGE.1)
+        };
+        let capacity = (limit * 0.1).max(2.0);
+        RateBudget {
+            limit,
+            floor: (limit * FLOOR_SHARE).max(FLOOR_MIN).min(limit),
+            capacity,
+            rate: limit,
+            tokens: capacity,
+            refilled_at: now,
+            decrease: None,
+            successes: SuccessWindow::new(now),
+            successes_since_decrease: 0,
+        }
+    }
+
+    /// The current adapted rate, requests per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The bucket's size: the most requests that can start at one instant.
+    pub fn capacity(&self) -> f64 {
+        self.capacity
+    }
+
+    /// The earliest instant a request can start (the past when one can start
+    /// now). Only `take`, `try_acquire` and `on_throttled` move it.
+    pub fn ready_at(&self) -> Instant {
+        let missing = 1.0 - self.tokens;
+        if missing <= EPSILON {
+            return self.refilled_at;
+        }
+        let nanos = (missing / self.rate * 1e9).ceil();
+        self.refilled_at + Duration::from_nanos(nanos as u64)
+    }
+
+    /// Spends a token if one is there; else says how long until one is.
+    pub fn try_acquire(&mut self, now: Instant) -> Result<(), Duration> {
+        let ready_at = self.ready_at();
+        if ready_at <= now {
+            self.take(now);
+            Ok(())
+        } else {
+            Err(ready_at - now)
+        }
+    }
+
+    /// Spends a token; the caller has checked `ready_at() <= now`.
+    pub fn take(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens -= 1.0;
+    }
+
+    /// A request got an answer the service counted against the quota. The
+    /// rate recovers along the cubic (see the module comment).
+    pub fn on_success(&mut self, now: Instant) {
+        self.successes.record(now);
+        self.successes_since_decrease += 1;
+        let Some(decrease) = self.decrease else {
+            return; // never throttled: already at `rate_limit`
+        };
+        let k = decrease.recovery_secs;
+        let t = now.saturating_duration_since(decrease.at).as_secs_f64();
+        let target = decrease.granted * (1.0 + (1.0 - BETA) * ((t - k) / k).powi(3));
+        self.refill(now); // tokens so far accrued at the old rate
+        self.rate = target.clamp(self.floor, self.limit).max(self.rate);
+    }
+
+    /// A request sent at `sent_at` was throttled. Returns whether the rate
+    /// went down: it does not for a request sent before the last decrease.
+    pub fn on_throttled(&mut self, sent_at: Instant, now: Instant) -> bool {
+        if self.decrease.is_some_and(|d| sent_at < d.at) {
+            return false;
+        }
+        let granted = self
+            .granted(now)
+            .min(self.rate)
+            .max(self.rate * MAX_CUT / BETA);
+        self.refill(now);
+        self.rate = (granted * BETA).clamp(self.floor, self.limit);
+        self.tokens = self.tokens.min(0.0);
+        let granted = self.rate / BETA;
+        self.decrease = Some(Decrease {
+            at: now,
+            granted,
+            recovery_secs: (RECOVERY_REQUESTS / granted).clamp(RECOVERY_SECS.0, RECOVERY_SECS.1),
+        });
+        self.successes_since_decrease = 0;
+        true
+    }
+
+    /// The rate the server granted lately, successes per second.
+    fn granted(&mut self, now: Instant) -> f64 {
+        let recent = self.successes.rate(now);
+        let since = self.decrease.map_or(self.successes.origin, |d| d.at);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < WINDOW {
+            return recent;
+        }
+        let average = self.successes_since_decrease as f64 / elapsed.as_secs_f64();
+        recent.max(average)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if now > self.refilled_at {
+            let elapsed = (now - self.refilled_at).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+            self.refilled_at = now;
+        }
+    }
+}
+
+/// Successes over the last `SLOTS × SLOT` (2 s), in 100 ms slots: a fixed
+/// 100-byte footprint whatever the rate.
+#[derive(Debug, Clone)]
+struct SuccessWindow {
+    origin: Instant,
+    /// The slot index (since `origin`) of the newest slot.
+    newest: u64,
+    counts: [u32; SLOTS],
+}
+
+const SLOTS: usize = 20;
+const SLOT: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_millis(100 * SLOTS as u64);
+
+impl SuccessWindow {
+    fn new(now: Instant) -> SuccessWindow {
+        SuccessWindow {
+            origin: now,
+            newest: 0,
+            counts: [0; SLOTS],
+        }
+    }
+
+    fn slot_of(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
+        (since.as_nanos() / SLOT.as_nanos()) as u64
+    }
+
+    fn advance(&mut self, slot: u64) {
+        if slot <= self.newest {
+            return;
+        }
+        let stale = (slot - self.newest).min(SLOTS as u64);
+        for k in 1..=stale {
+            self.counts[((self.newest + k) % SLOTS as u64) as usize] = 0;
+        }
+        self.newest = slot;
+    }
+
+    fn record(&mut self, now: Instant) {
+        let slot = self.slot_of(now).max(self.newest);
+        self.advance(slot);
+        let count = &mut self.counts[(slot % SLOTS as u64) as usize];
+        *count = count.saturating_add(1);
+    }
+
+    /// Successes per second over the window (over the time since `origin`
+    /// while that is shorter, but at least one slot).
+    fn rate(&mut self, now: Instant) -> f64 {
+        let slot = self.slot_of(now).max(self.newest);
+        self.advance(slot);
+        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        let since = now.saturating_duration_since(self.origin);
+        let oldest = slot.saturating_sub(SLOTS as u64 - 1);
+        let covered = since.saturating_sub(SLOT * oldest as u32).max(SLOT);
+        total as f64 / covered.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Starts as many requests as the budget allows at `now`.
+    fn drain(budget: &mut RateBudget, now: Instant) -> usize {
+        let mut n = 0;
+        while budget.try_acquire(now).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_new_budget_allows_a_burst_of_its_capacity_and_no_more() {
+        let t0 = Instant::now();
+        let counts: Vec<_> = [1.0, 10.0, 100.0, 500.0]
+            .iter()
+            .map(|&limit| drain(&mut RateBudget::new(limit, t0), t0))
+            .collect();
+        assert_eq!(counts, [2, 2, 10, 50]);
+    }
+
+    #[test]
+    fn an_empty_bucket_says_how_long_until_the_next_token() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(10.0, t0);
+        drain(&mut budget, t0);
+        assert_eq!(budget.try_acquire(t0), Err(ms(100)));
+        assert_eq!(budget.try_acquire(t0 + ms(99)), Err(ms(1)));
+        assert_eq!(budget.try_acquire(t0 + ms(100)), Ok(()));
+    }
+
+    #[test]
+    fn an_idle_spell_refills_only_up_to_the_capacity() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(100.0, t0);
+        drain(&mut budget, t0);
+        assert_eq!(drain(&mut budget, t0 + Duration::from_secs(60)), 10);
+    }
+
+    #[test]
+    fn a_throttle_drops_the_rate_to_just_under_the_granted_rate_and_drains_the_bucket() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(15.0, t0);
+        // 2 s of successes at 10/s: the server grants 10/s.
+        for k in 0..20 {
+            budget.on_success(t0 + ms(100 * k));
+        }
+        let now = t0 + ms(2000);
+        assert!(budget.on_throttled(now, now));
+        assert!((budget.rate() - 9.0).abs() < 1e-9, "rate {}", budget.rate());
+        assert!(
+            budget.try_acquire(now).is_err(),
+            "the bucket was not drained"
+        );
+    }
+
+    #[test]
+    fn one_decrease_never_cuts_the_rate_by_more_than_half() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(40.0, t0);
+        let now = t0 + Duration::from_secs(5);
+        budget.on_throttled(now, now); // nothing succeeded: measured 0/s
+        assert_eq!(budget.rate(), 20.0);
+    }
+
+    #[test]
+    fn throttles_of_requests_sent_before_the_last_decrease_do_not_decrease_again() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(40.0, t0);
+        let decreased_at = t0 + Duration::from_secs(1);
+        assert!(budget.on_throttled(t0 + ms(900), decreased_at));
+        let after_first = budget.rate();
+        let sent_before = !budget.on_throttled(t0 + ms(950), decreased_at + ms(50));
+        assert_eq!((sent_before, budget.rate()), (true, after_first));
+        assert!(budget.on_throttled(decreased_at + ms(10), decreased_at + ms(60)));
+        assert!(budget.rate() < after_first);
+    }
+
+    #[test]
+    fn recovery_climbs_back_to_the_granted_rate_then_probes_above_it() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(15.0, t0);
+        for k in 0..20 {
+            budget.on_success(t0 + ms(100 * k));
+        }
+        let decreased_at = t0 + ms(2000);
+        budget.on_throttled(decreased_at, decreased_at); // granted 10/s → 9/s
+        let rate_at = |budget: &mut RateBudget, secs: u64| {
+            budget.on_success(decreased_at + Duration::from_secs(secs));
+            budget.rate()
+        };
+        let at_5 = rate_at(&mut budget, 5);
+        let at_10 = rate_at(&mut budget, 10);
+        let at_20 = rate_at(&mut budget, 20);
+        let at_25 = rate_at(&mut budget, 25);
+        let at_30 = rate_at(&mut budget, 30);
+        assert!(at_5 > 9.8 && at_5 < 10.0, "5 s after: {at_5}");
+        assert!((at_10 - 10.0).abs() < 1e-9, "10 s after: {at_10}");
+        assert!((at_20 - 11.0).abs() < 1e-9, "20 s after: {at_20}");
+        assert!((at_25 - 13.375).abs() < 1e-9, "25 s after: {at_25}");
+        assert_eq!(at_30, 15.0, "30 s after: capped at the rate limit");
+    }
+
+    #[test]
+    fn recovery_never_exceeds_the_rate_limit() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(20.0, t0);
+        budget.on_throttled(t0, t0);
+        budget.on_success(t0 + Duration::from_secs(3600));
+        assert_eq!(budget.rate(), 20.0);
+    }
+
+    #[test]
+    fn repeated_throttles_never_push_the_rate_below_the_floor() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(50.0, t0);
+        for k in 0..100 {
+            let now = t0 + ms(10 * k);
+            budget.on_throttled(now, now);
+        }
+        assert_eq!(budget.rate(), 0.5);
+    }
+
+    #[test]
+    fn the_instant_ready_at_promises_always_passes() {
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(7.3, t0);
+        for _ in 0..1000 {
+            let at = budget.ready_at().max(t0);
+            assert_eq!(budget.try_acquire(at), Ok(()), "at {:?}", at - t0);
+        }
+    }
+}
