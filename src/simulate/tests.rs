@@ -1,0 +1,1 @@
+//! SDK-against-simulator tests over real loopback HTTP.
