@@ -47,6 +47,19 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> 
         table: doc.get_ref(),
         used: Vec::new(),
     };
+    root.allow(&[
+        "quota",
+        "quota_burst",
+        "error_rate",
+        "seed",
+        "latency",
+        "latency_jitter",
+        "retry_after",
+        "region",
+        "account",
+        "execution",
+        "generate",
+    ])?;
     let server = server_knobs(&mut root)?;
     let mut executions: Vec<Execution> = Vec::new();
     if let Some(list) = root.get("execution") {
@@ -135,6 +148,17 @@ fn server_knobs(root: &mut Fields<'_>) -> Result<ServerKnobs, ScenarioError> {
 }
 
 fn execution(mut t: Fields<'_>) -> Result<Execution, ScenarioError> {
+    t.allow(&[
+        "flow",
+        "alias",
+        "id",
+        "flow_version",
+        "timeline",
+        "errors",
+        "not_found_for",
+        "access_denied",
+        "invalid",
+    ])?;
     let (flow, alias) = flow_and_alias(&mut t)?;
     let id = t.require("id")?;
     let id_text = id.str()?;
@@ -157,6 +181,17 @@ fn execution(mut t: Fields<'_>) -> Result<Execution, ScenarioError> {
 }
 
 fn generate(mut t: Fields<'_>, seed: u64) -> Result<Generated, ScenarioError> {
+    t.allow(&[
+        "count",
+        "id_prefix",
+        "flow",
+        "alias",
+        "flow_version",
+        "timeline",
+        "end_status",
+        "end_between",
+        "errors",
+    ])?;
     let count_value = t.require("count")?;
     let count = count_value.u64()?;
     if !(1..=MAX_GENERATED).contains(&count) {
@@ -259,6 +294,7 @@ fn timeline(t: &mut Fields<'_>) -> Result<Option<Vec<Step>>, ScenarioError> {
     let mut steps: Vec<Step> = Vec::with_capacity(items.len());
     for item in items {
         let mut st = item.table()?;
+        st.allow(&["at", "status"])?;
         let at_value = st.require("at")?;
         let at = at_value.duration()?;
         if steps.last().is_some_and(|prev| prev.at > at) {
@@ -278,6 +314,7 @@ fn errors(t: &mut Fields<'_>) -> Result<Vec<NodeError>, ScenarioError> {
     let mut out = Vec::new();
     for item in list.array()? {
         let mut e = item.table()?;
+        e.allow(&["error", "message", "node"])?;
         let error = e.get("error").map(|v| v.string()).transpose()?;
         let message = e.require("message")?.string()?;
         let node = e.get("node").map(|v| v.string()).transpose()?;
@@ -358,11 +395,22 @@ impl<'a> Fields<'a> {
             .unwrap_or(0..0)
     }
 
+    /// Rejects the first key (in file order) not in `known`, before anything is
+    /// read, so a typo is reported as itself rather than as a missing key.
+    fn allow(&self, known: &[&str]) -> Result<(), ScenarioError> {
+        self.reject_first(|k| !known.contains(&k))
+    }
+
+    /// Rejects the first key that was never read.
     fn finish(self) -> Result<(), ScenarioError> {
+        self.reject_first(|k| !self.used.contains(&k))
+    }
+
+    fn reject_first(&self, unknown: impl Fn(&str) -> bool) -> Result<(), ScenarioError> {
         let unknown = self
             .table
             .iter()
-            .filter(|(k, _)| !self.used.contains(&k.get_ref().as_ref()))
+            .filter(|(k, _)| unknown(k.get_ref()))
             .min_by_key(|(k, _)| k.span().start);
         match unknown {
             Some((k, _)) => Err(self.cx.error(k.span(), &self.key_path(k.get_ref()), "unknown key")),
