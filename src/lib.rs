@@ -12,13 +12,13 @@
 //! `now`; I/O sits at the edges (`poll::client`, `event`, `state`, `service`).
 
 pub mod config; // the TOML file and its includes, validated into `Config`
-pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload
-pub mod schedule; // pure: who is due, the per-region rate budget, backoff
-pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
-pub mod transition; // pure: last-seen status + observation -> `Change`
-pub mod event; // the contract's event vocabulary and the formatter that writes it
-pub mod state; // last-seen statuses on disk, across restarts
 pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod demo;
+pub mod event; // the contract's event vocabulary and the formatter that writes it
+pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
+pub mod schedule; // pure: who is due, the per-region rate budget, backoff
 pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
 pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
-pub mod demo; // `flowwatch demo`: simulator and daemon in one process
+pub mod state; // last-seen statuses on disk, across restarts
+pub mod transition; // pure: last-seen status + observation -> `Change`
+pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload // `flowwatch demo`: simulator and daemon in one process

@@ -26,7 +26,10 @@ pub enum Event<'a> {
     /// `daemon.started` (INFO)
     DaemonStarted { watches: usize, version: &'a str },
     /// `watch.added` (INFO)
-    WatchAdded { subject: Subject<'a>, source: &'a Path },
+    WatchAdded {
+        subject: Subject<'a>,
+        source: &'a Path,
+    },
     /// `watch.removed` (INFO)
     WatchRemoved { subject: Subject<'a> },
     /// `execution.transition` (INFO)
@@ -75,14 +78,25 @@ pub enum Event<'a> {
         retry_in_ms: u64,
     },
     /// `watch.abandoned` (ERROR)
-    Abandoned { subject: Subject<'a>, reason: &'a str },
+    Abandoned {
+        subject: Subject<'a>,
+        reason: &'a str,
+    },
     /// `daemon.reloaded` (INFO)
-    Reloaded { added: usize, removed: usize, watches: usize },
+    Reloaded {
+        added: usize,
+        removed: usize,
+        watches: usize,
+    },
     /// `daemon.reload_failed` (ERROR)
     ReloadFailed { error: &'a str },
     /// `state.set_aside` (ERROR): a corrupt or unreadable state file was
     /// renamed to `moved_to`; the daemon starts fresh.
-    StateSetAside { path: &'a Path, moved_to: &'a Path, error: &'a str },
+    StateSetAside {
+        path: &'a Path,
+        moved_to: &'a Path,
+        error: &'a str,
+    },
     /// `daemon.stopping` (INFO)
     Stopping { watches_left: usize },
     /// `daemon.stopped` (INFO)

@@ -111,7 +111,9 @@ pub enum PollOutcome {
     Observed(Observation),
     /// `ThrottlingException` or HTTP 429, with any `Retry-After` /
     /// `x-amz-retry-after` hint.
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        retry_after: Option<Duration>,
+    },
     /// A retryable failure.
     Failed {
         kind: FailureKind,
@@ -120,10 +122,17 @@ pub enum PollOutcome {
         retry_after: Option<Duration>,
     },
     /// `ResourceNotFoundException`: retried for a grace period, then abandoned.
-    NotFound { message: String },
+    NotFound {
+        message: String,
+    },
     /// `ValidationException`: abandoned at once.
-    Invalid { message: String },
+    Invalid {
+        message: String,
+    },
     /// `AccessDeniedException` (or credentials the service refused): retried
     /// at `interval_max` until `max_watch`.
-    AccessDenied { code: String, message: String },
+    AccessDenied {
+        code: String,
+        message: String,
+    },
 }

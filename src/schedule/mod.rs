@@ -25,8 +25,12 @@ pub enum Outcome {
     Changed,
     /// A terminal status: the watch is done.
     Terminal,
-    Throttled { retry_after: Option<Duration> },
-    Failed { retry_after: Option<Duration> },
+    Throttled {
+        retry_after: Option<Duration>,
+    },
+    Failed {
+        retry_after: Option<Duration>,
+    },
     NotFound,
     Invalid,
     AccessDenied,

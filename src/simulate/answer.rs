@@ -19,7 +19,15 @@ use super::wire::{Answer, Operation, Query, Reply, timestamp};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-const FLOW_PATTERN: &str = "(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:flow/[0-9a-zA-Z]{10})|([0-9a-zA-Z]{10})";
+const NODE_ERROR_CODES: [&str; 4] = [
+    "VALIDATION",
+    "DEPENDENCY_FAILED",
+    "BAD_GATEWAY",
+    "INTERNAL_SERVER",
+];
+
+const FLOW_PATTERN: &str =
+    "(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:flow/[0-9a-zA-Z]{10})|([0-9a-zA-Z]{10})";
 const ALIAS_PATTERN: &str = "(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:flow/[0-9a-zA-Z]{10}/alias/[0-9a-zA-Z]{10})|(\\bTSTALIASID\\b|[0-9a-zA-Z]+)";
 const EXECUTION_PATTERN: &str = "[a-zA-Z0-9-]{1,36}|arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:flow/[0-9a-zA-Z]{10}/alias/[0-9a-zA-Z]{10}/execution/[a-zA-Z0-9-]{1,36}";
 
@@ -30,8 +38,15 @@ pub fn answer(scenario: &Scenario, op: &Operation, elapsed: Duration, origin: Sy
             flow,
             alias,
             execution,
-        } => visible(scenario, flow, alias, execution, elapsed, "GetFlowExecution")
-            .map(|(e, snap)| get_flow_execution(scenario, &e, &snap, origin)),
+        } => visible(
+            scenario,
+            flow,
+            alias,
+            execution,
+            elapsed,
+            "GetFlowExecution",
+        )
+        .map(|(e, snap)| get_flow_execution(scenario, &e, &snap, origin)),
         Operation::ListFlowExecutions { flow, query } => {
             list_flow_executions(scenario, flow, query, elapsed, origin)
         }
@@ -64,9 +79,10 @@ fn visible<'a>(
     elapsed: Duration,
     action: &str,
 ) -> Result<(ExecRef<'a>, Snapshot<'a>), Reply> {
-    let flow_id = ids::flow(flow).ok_or_else(|| pattern_error(flow, "flowIdentifier", FLOW_PATTERN))?;
-    let (alias_flow, alias_id) =
-        ids::alias(alias).ok_or_else(|| pattern_error(alias, "flowAliasIdentifier", ALIAS_PATTERN))?;
+    let flow_id =
+        ids::flow(flow).ok_or_else(|| pattern_error(flow, "flowIdentifier", FLOW_PATTERN))?;
+    let (alias_flow, alias_id) = ids::alias(alias)
+        .ok_or_else(|| pattern_error(alias, "flowAliasIdentifier", ALIAS_PATTERN))?;
     let (exec_parents, exec_id) = ids::execution(execution)
         .ok_or_else(|| pattern_error(execution, "executionIdentifier", EXECUTION_PATTERN))?;
     // ARNs that name another flow or alias than the path point at nothing.
@@ -98,7 +114,12 @@ fn visible<'a>(
     }
 }
 
-fn get_flow_execution(scenario: &Scenario, e: &ExecRef<'_>, snap: &Snapshot<'_>, origin: SystemTime) -> Reply {
+fn get_flow_execution(
+    scenario: &Scenario,
+    e: &ExecRef<'_>,
+    snap: &Snapshot<'_>,
+    origin: SystemTime,
+) -> Reply {
     let mut body = json!({
         "executionArn": scenario.execution_arn(e),
         "flowIdentifier": e.flow(),
@@ -137,7 +158,8 @@ fn list_flow_executions(
     elapsed: Duration,
     origin: SystemTime,
 ) -> Result<Reply, Reply> {
-    let flow_id = ids::flow(flow).ok_or_else(|| pattern_error(flow, "flowIdentifier", FLOW_PATTERN))?;
+    let flow_id =
+        ids::flow(flow).ok_or_else(|| pattern_error(flow, "flowIdentifier", FLOW_PATTERN))?;
     let alias_id = match query.get("flowAliasIdentifier") {
         None => None,
         Some(alias) => {
@@ -168,7 +190,9 @@ fn list_flow_executions(
     let summaries: Vec<Value> = items
         .iter()
         .map(|e| {
-            let snap = e.snapshot(elapsed).expect("listed executions have a snapshot");
+            let snap = e
+                .snapshot(elapsed)
+                .expect("listed executions have a snapshot");
             let mut v = json!({
                 "executionArn": scenario.execution_arn(e),
                 "flowIdentifier": e.flow(),
@@ -192,7 +216,12 @@ fn list_flow_executions(
 
 /// Flow events: the input at the start, then the output (Succeeded) or a flow
 /// failure (other terminal statuses). Node events: one failure per error naming a node.
-fn list_events(e: &ExecRef<'_>, snap: &Snapshot<'_>, query: &Query, origin: SystemTime) -> Result<Reply, Reply> {
+fn list_events(
+    e: &ExecRef<'_>,
+    snap: &Snapshot<'_>,
+    query: &Query,
+    origin: SystemTime,
+) -> Result<Reply, Reply> {
     let event_type = query.get("eventType").unwrap_or("");
     let (start, max) = page(query)?;
     let ended_at = snap.ended_at.map(|at| timestamp(origin, at));
@@ -214,9 +243,14 @@ fn list_events(e: &ExecRef<'_>, snap: &Snapshot<'_>, query: &Query, origin: Syst
                     }}));
                 } else {
                     let (code, message) = match e.errors().first() {
-                        Some(err) if err.node.is_some() => ("NODE_EXECUTION_FAILED", err.message.clone()),
+                        Some(err) if err.node.is_some() => {
+                            ("NODE_EXECUTION_FAILED", err.message.clone())
+                        }
                         Some(err) => ("INTERNAL_SERVER", err.message.clone()),
-                        None => ("INTERNAL_SERVER", format!("execution ended {}", snap.status)),
+                        None => (
+                            "INTERNAL_SERVER",
+                            format!("execution ended {}", snap.status),
+                        ),
                     };
                     events.push(json!({ "flowFailureEvent": {
                         "timestamp": ended_at,
@@ -230,10 +264,12 @@ fn list_events(e: &ExecRef<'_>, snap: &Snapshot<'_>, query: &Query, origin: Syst
             if let Some(ended_at) = &ended_at {
                 for err in e.errors() {
                     let Some(node) = &err.node else { continue };
-                    let code = match err.error.as_deref() {
-                        Some(c @ ("VALIDATION" | "DEPENDENCY_FAILED" | "BAD_GATEWAY" | "INTERNAL_SERVER")) => c,
-                        _ => "INTERNAL_SERVER",
-                    };
+                    // The SDK's NodeErrorCode values; anything else reads as a server error.
+                    let code = err
+                        .error
+                        .as_deref()
+                        .filter(|c| NODE_ERROR_CODES.contains(c))
+                        .unwrap_or("INTERNAL_SERVER");
                     events.push(json!({ "nodeFailureEvent": {
                         "nodeName": node,
                         "timestamp": ended_at,
@@ -280,7 +316,12 @@ fn page(query: &Query) -> Result<(usize, usize), Reply> {
 
 /// Up to `max` items at positions from `start` on, and the position of the next
 /// item when more remain (so the last page never comes back empty).
-fn paginate<T>(len: usize, start: usize, max: usize, item: impl Fn(usize) -> Option<T>) -> (Vec<T>, Option<usize>) {
+fn paginate<T>(
+    len: usize,
+    start: usize,
+    max: usize,
+    item: impl Fn(usize) -> Option<T>,
+) -> (Vec<T>, Option<usize>) {
     let mut items = Vec::new();
     for i in start..len {
         if let Some(x) = item(i) {
@@ -305,7 +346,9 @@ fn pattern_error(value: &str, field: &str, pattern: &str) -> Reply {
 fn not_found(what: &str) -> Reply {
     Reply::error(
         Answer::NotFound,
-        format!("The resource {what} was not found. Check the identifier and try your request again."),
+        format!(
+            "The resource {what} was not found. Check the identifier and try your request again."
+        ),
     )
 }
 
@@ -330,7 +373,13 @@ timeline = [{ at = "2s", status = "Running" }]
 
     fn get(scenario: &Scenario, path: &str, elapsed_ms: u64) -> Answer {
         let op = route("GET", path, None).unwrap();
-        answer(scenario, &op, Duration::from_millis(elapsed_ms), SystemTime::now()).answer
+        answer(
+            scenario,
+            &op,
+            Duration::from_millis(elapsed_ms),
+            SystemTime::now(),
+        )
+        .answer
     }
 
     #[test]

@@ -119,9 +119,14 @@ mod tests {
         assert_eq!(execution(&"a".repeat(37)), None);
         assert_eq!(execution("run_1"), None);
         assert_eq!(
-            execution("arn:aws:bedrock:us-east-1:12345:flow/FLOW123456/alias/ALIAS12345/execution/x"),
+            execution(
+                "arn:aws:bedrock:us-east-1:12345:flow/FLOW123456/alias/ALIAS12345/execution/x"
+            ),
             None
         );
-        assert_eq!(flow("arn:aws:s3:us-east-1:123456789012:flow/FLOW123456"), None);
+        assert_eq!(
+            flow("arn:aws:s3:us-east-1:123456789012:flow/FLOW123456"),
+            None
+        );
     }
 }

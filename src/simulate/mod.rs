@@ -62,12 +62,13 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| PathBuf::from("(empty scenario)"));
     let executions = scenario.len();
-    let simulator = Simulator::spawn(scenario, listen)
-        .await
-        .map_err(|source| SimulateError::Listen {
-            addr: listen,
-            source,
-        })?;
+    let simulator =
+        Simulator::spawn(scenario, listen)
+            .await
+            .map_err(|source| SimulateError::Listen {
+                addr: listen,
+                source,
+            })?;
     eprintln!("simulator listening on {}", simulator.endpoint_url());
     tracing::debug!(scenario = %source.display(), executions, "simulator started");
     shutdown.cancelled().await;

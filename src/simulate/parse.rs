@@ -172,9 +172,21 @@ fn execution(mut t: Fields<'_>) -> Result<Execution, ScenarioError> {
         flow_version: flow_version(&mut t)?,
         timeline: timeline(&mut t)?.unwrap_or_else(default_timeline),
         errors: errors(&mut t)?,
-        not_found_for: t.get("not_found_for").map(|v| v.duration()).transpose()?.unwrap_or_default(),
-        access_denied: t.get("access_denied").map(|v| v.bool()).transpose()?.unwrap_or(false),
-        invalid: t.get("invalid").map(|v| v.bool()).transpose()?.unwrap_or(false),
+        not_found_for: t
+            .get("not_found_for")
+            .map(|v| v.duration())
+            .transpose()?
+            .unwrap_or_default(),
+        access_denied: t
+            .get("access_denied")
+            .map(|v| v.bool())
+            .transpose()?
+            .unwrap_or(false),
+        invalid: t
+            .get("invalid")
+            .map(|v| v.bool())
+            .transpose()?
+            .unwrap_or(false),
     };
     t.finish()?;
     Ok(e)
@@ -226,8 +238,7 @@ fn generate(mut t: Fields<'_>, seed: u64) -> Result<Generated, ScenarioError> {
     if from_at < last_step {
         return Err(from.error("the earliest end comes before the last timeline step"));
     }
-    let to_ms = u32::try_from(to_at.as_millis())
-        .map_err(|_| to.error("must be under 49 days"))?;
+    let to_ms = u32::try_from(to_at.as_millis()).map_err(|_| to.error("must be under 49 days"))?;
     let from_ms = from_at.as_millis() as u32;
     let mut rng = fastrand::Rng::with_seed(seed);
     let end_at_ms = (0..count).map(|_| rng.u32(from_ms..=to_ms)).collect();
@@ -382,7 +393,9 @@ impl<'a> Fields<'a> {
     fn require(&mut self, key: &str) -> Result<Val<'a>, ScenarioError> {
         match self.get(key) {
             Some(v) => Ok(v),
-            None => Err(self.cx.error(self.span(), &self.key_path(key), "is required")),
+            None => Err(self
+                .cx
+                .error(self.span(), &self.key_path(key), "is required")),
         }
     }
 
@@ -413,7 +426,11 @@ impl<'a> Fields<'a> {
             .filter(|(k, _)| unknown(k.get_ref()))
             .min_by_key(|(k, _)| k.span().start);
         match unknown {
-            Some((k, _)) => Err(self.cx.error(k.span(), &self.key_path(k.get_ref()), "unknown key")),
+            Some((k, _)) => {
+                Err(self
+                    .cx
+                    .error(k.span(), &self.key_path(k.get_ref()), "unknown key"))
+            }
             None => Ok(()),
         }
     }
@@ -432,7 +449,10 @@ impl<'a> Val<'a> {
     }
 
     fn expected(&self, what: &str) -> ScenarioError {
-        self.error(format!("expected {what}, found {}", self.value.get_ref().type_str()))
+        self.error(format!(
+            "expected {what}, found {}",
+            self.value.get_ref().type_str()
+        ))
     }
 
     fn str(&self) -> Result<&'a str, ScenarioError> {
@@ -447,7 +467,10 @@ impl<'a> Val<'a> {
     }
 
     fn bool(&self) -> Result<bool, ScenarioError> {
-        self.value.get_ref().as_bool().ok_or_else(|| self.expected("true or false"))
+        self.value
+            .get_ref()
+            .as_bool()
+            .ok_or_else(|| self.expected("true or false"))
     }
 
     fn u64(&self) -> Result<u64, ScenarioError> {
@@ -460,7 +483,9 @@ impl<'a> Val<'a> {
 
     fn f64(&self) -> Result<f64, ScenarioError> {
         let parsed = match self.value.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(|n| n as f64),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
             DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
             _ => return Err(self.expected("a number")),
         };
@@ -470,9 +495,14 @@ impl<'a> Val<'a> {
     }
 
     fn duration(&self) -> Result<Duration, ScenarioError> {
-        let text = self.str().map_err(|_| self.expected("a duration string such as \"500ms\""))?;
-        humantime::parse_duration(text)
-            .map_err(|e| self.error(format!("not a duration ({e}); write e.g. \"500ms\", \"2s\"")))
+        let text = self
+            .str()
+            .map_err(|_| self.expected("a duration string such as \"500ms\""))?;
+        humantime::parse_duration(text).map_err(|e| {
+            self.error(format!(
+                "not a duration ({e}); write e.g. \"500ms\", \"2s\""
+            ))
+        })
     }
 
     fn table(&self) -> Result<Fields<'a>, ScenarioError> {
@@ -579,7 +609,9 @@ errors = [{ error = "NodeFailed", message = "boom", node = "Prompt_1" }]
 
     #[test]
     fn steps_out_of_time_order_are_refused() {
-        let text = ONE.replace("at = \"2s\"", "at = \"0ms\"").replace("at = \"0s\"", "at = \"1s\"");
+        let text = ONE
+            .replace("at = \"2s\"", "at = \"0ms\"")
+            .replace("at = \"0s\"", "at = \"1s\"");
         let (_, _, key, problem) = invalid(&text);
         assert_eq!(key, "execution[0].timeline[1].at");
         assert!(problem.contains("time order"), "{problem}");
@@ -588,7 +620,10 @@ errors = [{ error = "NodeFailed", message = "boom", node = "Prompt_1" }]
     #[test]
     fn a_missing_required_key_is_named() {
         let (_, _, key, problem) = invalid("[[execution]]\nflow = \"FLOW123456\"\nid = \"x\"\n");
-        assert_eq!((key.as_str(), problem.as_str()), ("execution[0].alias", "is required"));
+        assert_eq!(
+            (key.as_str(), problem.as_str()),
+            ("execution[0].alias", "is required")
+        );
     }
 
     #[test]
@@ -599,7 +634,9 @@ errors = [{ error = "NodeFailed", message = "boom", node = "Prompt_1" }]
 
     #[test]
     fn the_same_execution_twice_is_refused() {
-        let dup = format!("{ONE}\n[[execution]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nid = \"run-0001\"\n");
+        let dup = format!(
+            "{ONE}\n[[execution]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nid = \"run-0001\"\n"
+        );
         let (line, _, key, _) = invalid(&dup);
         assert_eq!((line, key.as_str()), (13, "execution[1]"));
     }
@@ -610,7 +647,13 @@ errors = [{ error = "NodeFailed", message = "boom", node = "Prompt_1" }]
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "quota = -1\n").unwrap();
         let err = Scenario::load(&path).unwrap_err().to_string();
-        assert_eq!(err, format!("{}:1:9: quota: must be greater than 0 (leave it out for no quota)", path.display()));
+        assert_eq!(
+            err,
+            format!(
+                "{}:1:9: quota: must be greater than 0 (leave it out for no quota)",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -209,7 +209,10 @@ impl<'a> ExecRef<'a> {
                 let end_ms = g.end_at_ms[(n - 1) as usize];
                 (
                     &g.timeline,
-                    Some((Duration::from_millis(u64::from(end_ms)), g.end_status.as_str())),
+                    Some((
+                        Duration::from_millis(u64::from(end_ms)),
+                        g.end_status.as_str(),
+                    )),
                 )
             }
         };
@@ -264,7 +267,12 @@ impl Scenario {
 
     /// How many executions the scenario knows, explicit and generated.
     pub fn len(&self) -> usize {
-        self.executions.len() + self.generated.iter().map(|g| g.count as usize).sum::<usize>()
+        self.executions.len()
+            + self
+                .generated
+                .iter()
+                .map(|g| g.count as usize)
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -436,12 +444,17 @@ mod tests {
             generated: vec![g],
             ..Scenario::default()
         };
-        let found = scenario.find("FLOW123456", "ALIAS12345", "bench-007").unwrap();
+        let found = scenario
+            .find("FLOW123456", "ALIAS12345", "bench-007")
+            .unwrap();
         assert_eq!(found.id(), "bench-007");
         assert_eq!(found.snapshot(ms(1006)).unwrap().status, "Succeeded");
         assert_eq!(found.snapshot(ms(1005)).unwrap().status, "Running");
         for missing in ["bench-7", "bench-000", "bench-121", "bench-0070"] {
-            assert!(scenario.find("FLOW123456", "ALIAS12345", missing).is_none(), "{missing}");
+            assert!(
+                scenario.find("FLOW123456", "ALIAS12345", missing).is_none(),
+                "{missing}"
+            );
         }
         assert!(scenario.find("FLOW123456", "OTHER", "bench-007").is_none());
         assert_eq!(scenario.nth(119).unwrap().id(), "bench-120");

@@ -123,11 +123,16 @@ impl Simulator {
             stats: Mutex::new(Stats::default()),
             next_request: AtomicU64::new(1),
         });
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+            {
                 tracing::debug!(%error, "simulator server ended");
             }
         });
@@ -150,16 +155,22 @@ impl Simulator {
 
     /// A copy of the totals and the request log so far.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.lock().expect("stats lock is never poisoned").clone()
+        self.shared
+            .stats
+            .lock()
+            .expect("stats lock is never poisoned")
+            .clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
-                task.abort();
-            }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }
@@ -200,7 +211,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
 impl Shared {
     /// Front-end checks in the order the real endpoint makes them, then the scenario.
-    fn decide(&self, headers: &HeaderMap, op: Option<&wire::Operation>, elapsed: Duration, now: Instant) -> Reply {
+    fn decide(
+        &self,
+        headers: &HeaderMap,
+        op: Option<&wire::Operation>,
+        elapsed: Duration,
+        now: Instant,
+    ) -> Reply {
         let signed = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -209,12 +226,18 @@ impl Shared {
             return Reply::error(Answer::Unauthenticated, "Missing Authentication Token");
         }
         let Some(op) = op else {
-            return Reply::error(Answer::UnknownOperation, "the requested operation does not exist");
+            return Reply::error(
+                Answer::UnknownOperation,
+                "the requested operation does not exist",
+            );
         };
-        if let Some(quota) = &self.quota {
-            if !quota.lock().expect("quota lock is never poisoned").try_take(now) {
-                return self.throttled();
-            }
+        if let Some(quota) = &self.quota
+            && !quota
+                .lock()
+                .expect("quota lock is never poisoned")
+                .try_take(now)
+        {
+            return self.throttled();
         }
         let rate = self.scenario.server.error_rate;
         if rate > 0.0 && self.rng.lock().expect("rng lock is never poisoned").f64() < rate {
@@ -224,7 +247,10 @@ impl Shared {
     }
 
     fn throttled(&self) -> Reply {
-        let mut reply = Reply::error(Answer::Throttled, "Too many requests, please wait before trying again.");
+        let mut reply = Reply::error(
+            Answer::Throttled,
+            "Too many requests, please wait before trying again.",
+        );
         if let Some(retry_after) = self.scenario.server.retry_after {
             let secs = retry_after.as_millis().div_ceil(1000);
             reply.headers.push(("retry-after", secs.to_string()));
@@ -247,9 +273,10 @@ impl Shared {
 
 fn respond(reply: Reply, request_id: u64) -> Response {
     let status = StatusCode::from_u16(reply.answer.status()).expect("answer statuses are valid");
-    let mut builder = Response::builder()
-        .status(status)
-        .header("x-amzn-RequestId", format!("00000000-0000-4000-8000-{request_id:012x}"));
+    let mut builder = Response::builder().status(status).header(
+        "x-amzn-RequestId",
+        format!("00000000-0000-4000-8000-{request_id:012x}"),
+    );
     for (name, value) in reply.headers {
         builder = builder.header(name, value);
     }

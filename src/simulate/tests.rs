@@ -12,7 +12,9 @@ use aws_sdk_bedrockagentruntime::error::SdkError;
 use aws_sdk_bedrockagentruntime::operation::get_flow_execution::{
     GetFlowExecutionError, GetFlowExecutionOutput,
 };
-use aws_sdk_bedrockagentruntime::types::{FlowExecutionEvent, FlowExecutionEventType, FlowExecutionStatus};
+use aws_sdk_bedrockagentruntime::types::{
+    FlowExecutionEvent, FlowExecutionEventType, FlowExecutionStatus,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Answer, Scenario, ScenarioError, Simulator};
@@ -38,7 +40,10 @@ fn client(sim: &Simulator) -> Client {
     Client::from_conf(config)
 }
 
-type GetResult = Result<GetFlowExecutionOutput, SdkError<GetFlowExecutionError, aws_smithy_runtime_api::http::Response>>;
+type GetResult = Result<
+    GetFlowExecutionOutput,
+    SdkError<GetFlowExecutionError, aws_smithy_runtime_api::http::Response>,
+>;
 
 async fn get(client: &Client, execution: &str) -> GetResult {
     client
@@ -85,9 +90,15 @@ timeline = [{ at = "0s", status = "Running" }, { at = "700ms", status = "Succeed
         if out.status() == &FlowExecutionStatus::Succeeded {
             break out;
         }
-        assert!(seen.len() < 3 && sim.stats().total() < 100, "seen: {seen:?}");
+        assert!(
+            seen.len() < 3 && sim.stats().total() < 100,
+            "seen: {seen:?}"
+        );
     };
-    assert_eq!(seen, [FlowExecutionStatus::Running, FlowExecutionStatus::Succeeded]);
+    assert_eq!(
+        seen,
+        [FlowExecutionStatus::Running, FlowExecutionStatus::Succeeded]
+    );
     let ended = last.ended_at().expect("terminal answers carry endedAt");
     let ended_ms = ended.to_millis().unwrap() - last.started_at().to_millis().unwrap();
     assert_eq!(ended_ms, 700, "endedAt is the step's offset from startedAt");
@@ -98,11 +109,16 @@ timeline = [{ at = "0s", status = "Running" }, { at = "700ms", status = "Succeed
 #[tokio::test]
 async fn a_failed_execution_returns_its_node_errors() {
     let scenario = Scenario::load(&manifest_path("config/scenarios/one-failure.toml")).unwrap();
-    let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let client = client(&sim);
     let running = get(&client, "run-0001").await.unwrap();
     assert_eq!(running.status(), &FlowExecutionStatus::Running);
-    assert!(running.errors().is_empty(), "errors come only once terminal");
+    assert!(
+        running.errors().is_empty(),
+        "errors come only once terminal"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let failed = get(&client, "run-0001").await.unwrap();
     assert_eq!(failed.status(), &FlowExecutionStatus::Failed);
@@ -114,8 +130,16 @@ async fn a_failed_execution_returns_its_node_errors() {
     assert_eq!(
         errors,
         [
-            (Some("Prompt_1"), Some("NodeExecutionFailed"), Some("model invocation failed: input too long")),
-            (Some("KnowledgeBase_1"), Some("NodeExecutionFailed"), Some("knowledge base not available")),
+            (
+                Some("Prompt_1"),
+                Some("NodeExecutionFailed"),
+                Some("model invocation failed: input too long")
+            ),
+            (
+                Some("KnowledgeBase_1"),
+                Some("NodeExecutionFailed"),
+                Some("knowledge base not available")
+            ),
         ]
     );
     sim.shutdown().await;
@@ -143,7 +167,10 @@ async fn every_error_kind_maps_to_the_sdks_matching_variant() {
                 GetFlowExecutionError::InternalServerException(_) => "InternalServer",
                 _ => "other",
             };
-            assert!(service.meta().message().is_some_and(|m| !m.is_empty()), "{service:?}");
+            assert!(
+                service.meta().message().is_some_and(|m| !m.is_empty()),
+                "{service:?}"
+            );
             name.to_owned()
         }
     };
@@ -151,18 +178,31 @@ async fn every_error_kind_maps_to_the_sdks_matching_variant() {
     assert_eq!(variant(get(&c, "no-such-run").await), "ResourceNotFound");
     assert_eq!(variant(get(&c, "forbidden").await), "AccessDenied");
     assert_eq!(variant(get(&c, "invalid").await), "Validation");
-    assert_eq!(variant(get(&c, "bad_id!").await), "Validation", "pattern check");
+    assert_eq!(
+        variant(get(&c, "bad_id!").await),
+        "Validation",
+        "pattern check"
+    );
     sim.shutdown().await;
 
     let sim = simulator(&format!("error_rate = 1.0\n{}", execution("ok", ""))).await;
     let err = get(&client(&sim), "ok").await.unwrap_err();
-    assert!(err.raw_response().is_some_and(|r| r.status().as_u16() == 500));
-    let request_id = err.raw_response().and_then(|r| r.headers().get("x-amzn-RequestId").map(str::to_owned));
+    assert!(
+        err.raw_response()
+            .is_some_and(|r| r.status().as_u16() == 500)
+    );
+    let request_id = err
+        .raw_response()
+        .and_then(|r| r.headers().get("x-amzn-RequestId").map(str::to_owned));
     assert!(request_id.is_some(), "every response carries a request id");
     assert_eq!(variant(Err(err)), "InternalServer");
     sim.shutdown().await;
 
-    let sim = simulator(&format!("quota = 1.0\nretry_after = \"1500ms\"\n{}", execution("ok", ""))).await;
+    let sim = simulator(&format!(
+        "quota = 1.0\nretry_after = \"1500ms\"\n{}",
+        execution("ok", "")
+    ))
+    .await;
     let c = client(&sim);
     assert_eq!(variant(get(&c, "ok").await), "Ok(Running)");
     let err = get(&c, "ok").await.unwrap_err();
@@ -189,7 +229,10 @@ async fn the_quota_throttles_requests_beyond_its_rate() {
     assert_eq!(stats.count(Answer::Throttled) as f64, 20.0 - served);
     assert!(served >= 5.0, "the burst is served: {answers:?}");
     // At most the burst plus what the rate refilled while the requests ran.
-    assert!(served <= 5.0 + 5.0 * elapsed + 1.0, "served {served} in {elapsed:.3}s: {answers:?}");
+    assert!(
+        served <= 5.0 + 5.0 * elapsed + 1.0,
+        "served {served} in {elapsed:.3}s: {answers:?}"
+    );
     assert!(stats.count(Answer::Throttled) > 0, "{answers:?}");
     sim.shutdown().await;
 }
@@ -206,9 +249,15 @@ async fn a_request_without_authorization_is_refused() {
     stream.read_to_string(&mut response).await.unwrap();
     let lower = response.to_ascii_lowercase();
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
-    assert!(lower.contains("x-amzn-errortype: missingauthenticationtokenexception"), "{response}");
+    assert!(
+        lower.contains("x-amzn-errortype: missingauthenticationtokenexception"),
+        "{response}"
+    );
     assert!(lower.contains("x-amzn-requestid: "), "{response}");
-    assert!(response.contains(r#"{"message":"Missing Authentication Token"}"#), "{response}");
+    assert!(
+        response.contains(r#"{"message":"Missing Authentication Token"}"#),
+        "{response}"
+    );
 
     // A header that is not SigV4 is refused the same way.
     let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
@@ -230,7 +279,9 @@ async fn list_flow_executions_paginates_through_every_execution() {
     for n in 1..=5 {
         toml.push_str(&execution(&format!("run-{n}"), ""));
     }
-    toml.push_str("[[execution]]\nflow = \"OTHERFLOW1\"\nalias = \"ALIAS12345\"\nid = \"elsewhere\"\n");
+    toml.push_str(
+        "[[execution]]\nflow = \"OTHERFLOW1\"\nalias = \"ALIAS12345\"\nid = \"elsewhere\"\n",
+    );
     let sim = simulator(&toml).await;
     let client = client(&sim);
     let pages: Vec<_> = client
@@ -251,12 +302,31 @@ async fn list_flow_executions_paginates_through_every_execution() {
                 .collect()
         })
         .collect();
-    assert_eq!(ids, [vec!["run-1", "run-2"], vec!["run-3", "run-4"], vec!["run-5"]]);
+    assert_eq!(
+        ids,
+        [
+            vec!["run-1", "run-2"],
+            vec!["run-3", "run-4"],
+            vec!["run-5"]
+        ]
+    );
     let s = &pages[0].flow_execution_summaries()[0];
-    assert_eq!((s.status(), s.flow_identifier()), (&FlowExecutionStatus::Running, FLOW));
+    assert_eq!(
+        (s.status(), s.flow_identifier()),
+        (&FlowExecutionStatus::Running, FLOW)
+    );
 
-    let unknown = client.list_flow_executions().flow_identifier("NOSUCHFLOW").send().await;
-    assert!(unknown.unwrap_err().into_service_error().is_resource_not_found_exception());
+    let unknown = client
+        .list_flow_executions()
+        .flow_identifier("NOSUCHFLOW")
+        .send()
+        .await;
+    assert!(
+        unknown
+            .unwrap_err()
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
     sim.shutdown().await;
 }
 
@@ -285,18 +355,27 @@ errors = [
             .send()
             .collect::<Result<Vec<_>, _>>()
     };
-    let flow = events(FlowExecutionEventType::Flow).await.expect("flow events parse");
-    assert!(matches!(flow[0], FlowExecutionEvent::FlowInputEvent(_)), "{flow:?}");
+    let flow = events(FlowExecutionEventType::Flow)
+        .await
+        .expect("flow events parse");
+    assert!(
+        matches!(flow[0], FlowExecutionEvent::FlowInputEvent(_)),
+        "{flow:?}"
+    );
     let FlowExecutionEvent::FlowFailureEvent(failure) = &flow[1] else {
         panic!("{flow:?}");
     };
     assert_eq!(failure.error_message(), "first");
     assert_eq!(flow.len(), 2);
-    let nodes = events(FlowExecutionEventType::Node).await.expect("node events parse");
+    let nodes = events(FlowExecutionEventType::Node)
+        .await
+        .expect("node events parse");
     let failures: Vec<_> = nodes
         .iter()
         .map(|e| match e {
-            FlowExecutionEvent::NodeFailureEvent(f) => (f.node_name().to_owned(), f.error_code().as_str().to_owned()),
+            FlowExecutionEvent::NodeFailureEvent(f) => {
+                (f.node_name().to_owned(), f.error_code().as_str().to_owned())
+            }
             other => panic!("{other:?}"),
         })
         .collect();
@@ -312,7 +391,11 @@ errors = [
 
 #[tokio::test]
 async fn an_unknown_status_comes_through_as_the_raw_string() {
-    let sim = simulator(&execution("odd", r#"timeline = [{ at = "0s", status = "InProgress" }]"#)).await;
+    let sim = simulator(&execution(
+        "odd",
+        r#"timeline = [{ at = "0s", status = "InProgress" }]"#,
+    ))
+    .await;
     let out = get(&client(&sim), "odd").await.unwrap();
     let known = matches!(
         out.status(),
@@ -334,14 +417,20 @@ async fn url_encoded_arns_name_the_same_execution_as_ids() {
     let arn = format!("arn:aws:bedrock:us-east-1:123456789012:flow/{FLOW}/alias/{ALIAS}");
     let out = client(&sim)
         .get_flow_execution()
-        .flow_identifier(format!("arn:aws:bedrock:us-east-1:123456789012:flow/{FLOW}"))
+        .flow_identifier(format!(
+            "arn:aws:bedrock:us-east-1:123456789012:flow/{FLOW}"
+        ))
         .flow_alias_identifier(&arn)
         .execution_identifier(format!("{arn}/execution/run-0001"))
         .send()
         .await
         .expect("ARNs are accepted");
     assert_eq!(out.flow_identifier(), FLOW);
-    assert!(sim.stats().log[0].execution.ends_with("/execution/run-0001"));
+    assert!(
+        sim.stats().log[0]
+            .execution
+            .ends_with("/execution/run-0001")
+    );
     sim.shutdown().await;
 }
 
@@ -358,7 +447,10 @@ async fn a_stale_read_is_served_as_scripted() {
     let after = get(&client, "stale").await.unwrap();
     assert_eq!(
         (before.status(), after.status()),
-        (&FlowExecutionStatus::Succeeded, &FlowExecutionStatus::Running)
+        (
+            &FlowExecutionStatus::Succeeded,
+            &FlowExecutionStatus::Running
+        )
     );
     assert!(before.ended_at().is_some() && after.ended_at().is_none());
     sim.shutdown().await;
@@ -369,8 +461,14 @@ async fn a_100k_generate_scenario_is_small_and_answers() {
     let scenario = Scenario::load(&manifest_path("config/scenarios/bench-100k.toml")).unwrap();
     assert_eq!(scenario.len(), 100_000);
     // The template once plus four bytes per execution.
-    assert!(scenario.heap_bytes() < 100_000 * 5, "{} bytes", scenario.heap_bytes());
-    let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert!(
+        scenario.heap_bytes() < 100_000 * 5,
+        "{} bytes",
+        scenario.heap_bytes()
+    );
+    let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let c = client(&sim);
     let out = c
         .get_flow_execution()
@@ -380,7 +478,11 @@ async fn a_100k_generate_scenario_is_small_and_answers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(out.status(), &FlowExecutionStatus::Running, "ends no sooner than 30 s");
+    assert_eq!(
+        out.status(),
+        &FlowExecutionStatus::Running,
+        "ends no sooner than 30 s"
+    );
     let missing = c
         .get_flow_execution()
         .flow_identifier("FLOWBENCH1")
@@ -388,7 +490,12 @@ async fn a_100k_generate_scenario_is_small_and_answers() {
         .execution_identifier("bench-100001")
         .send()
         .await;
-    assert!(missing.unwrap_err().into_service_error().is_resource_not_found_exception());
+    assert!(
+        missing
+            .unwrap_err()
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
     sim.shutdown().await;
 }
 
@@ -413,7 +520,11 @@ fn every_example_scenario_parses() {
 fn a_scenario_error_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("typo.toml");
-    std::fs::write(&path, "quota = 5.0\n\n[[execution]]\nflow = \"FLOW123456\"\n  aliass = \"A\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "quota = 5.0\n\n[[execution]]\nflow = \"FLOW123456\"\n  aliass = \"A\"\n",
+    )
+    .unwrap();
     let err = Scenario::load(&path).unwrap_err();
     assert!(matches!(err, ScenarioError::Invalid { .. }));
     assert_eq!(
@@ -426,16 +537,32 @@ fn a_scenario_error_names_file_line_column_and_key() {
 async fn run_serves_until_cancelled_and_reports_a_bad_scenario() {
     let missing = manifest_path("config/scenarios/no-such-file.toml");
     let token = tokio_util::sync::CancellationToken::new();
-    let err = super::run("127.0.0.1:0".parse().unwrap(), Some(&missing), token.clone())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, super::SimulateError::Scenario(ScenarioError::Read { .. })), "{err}");
+    let err = super::run(
+        "127.0.0.1:0".parse().unwrap(),
+        Some(&missing),
+        token.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            super::SimulateError::Scenario(ScenarioError::Read { .. })
+        ),
+        "{err}"
+    );
 
     let scenario = manifest_path("config/scenarios/one-success.toml");
+    let stop = token.clone();
     let running = tokio::spawn(async move {
-        super::run("127.0.0.1:0".parse().unwrap(), Some(&scenario), token.clone()).await
+        super::run("127.0.0.1:0".parse().unwrap(), Some(&scenario), stop).await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!running.is_finished(), "serves until cancelled");
-    running.abort();
+    token.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("stops once cancelled")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
 }

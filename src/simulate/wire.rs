@@ -155,7 +155,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -172,23 +175,31 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Option<Operation>
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let owned = |x: &str| x.to_owned();
     match s.as_slice() {
-        ["flows", flow, "aliases", alias, "executions", exec] => Some(Operation::GetFlowExecution {
-            flow: owned(flow),
-            alias: owned(alias),
-            execution: owned(exec),
-        }),
+        ["flows", flow, "aliases", alias, "executions", exec] => {
+            Some(Operation::GetFlowExecution {
+                flow: owned(flow),
+                alias: owned(alias),
+                execution: owned(exec),
+            })
+        }
         ["flows", flow, "executions"] => Some(Operation::ListFlowExecutions {
             flow: owned(flow),
             query: Query::parse(query),
         }),
-        ["flows", flow, "aliases", alias, "executions", exec, "events"] => {
-            Some(Operation::ListFlowExecutionEvents {
-                flow: owned(flow),
-                alias: owned(alias),
-                execution: owned(exec),
-                query: Query::parse(query),
-            })
-        }
+        [
+            "flows",
+            flow,
+            "aliases",
+            alias,
+            "executions",
+            exec,
+            "events",
+        ] => Some(Operation::ListFlowExecutionEvents {
+            flow: owned(flow),
+            alias: owned(alias),
+            execution: owned(exec),
+            query: Query::parse(query),
+        }),
         _ => None,
     }
 }
@@ -201,12 +212,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -235,12 +247,19 @@ mod tests {
         let Some(Operation::GetFlowExecution { alias, .. }) = op else {
             panic!("not routed: {op:?}");
         };
-        assert_eq!(alias, "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345");
+        assert_eq!(
+            alias,
+            "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345"
+        );
     }
 
     #[test]
     fn listing_queries_are_decoded() {
-        let op = route("GET", "/flows/F/executions", Some("maxResults=2&nextToken=a%2Bb"));
+        let op = route(
+            "GET",
+            "/flows/F/executions",
+            Some("maxResults=2&nextToken=a%2Bb"),
+        );
         let Some(Operation::ListFlowExecutions { query, .. }) = op else {
             panic!("not routed: {op:?}");
         };
