@@ -566,3 +566,28 @@ async fn run_serves_until_cancelled_and_reports_a_bad_scenario() {
         .expect("no panic");
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test]
+async fn injected_faults_repeat_with_the_same_seed() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let sim = simulator(&format!(
+            "seed = 9\nerror_rate = 0.5\n{}",
+            execution("ok", "")
+        ))
+        .await;
+        let c = client(&sim);
+        for _ in 0..20 {
+            let _ = get(&c, "ok").await;
+        }
+        let statuses: Vec<u16> = sim.stats().log.iter().map(|r| r.status).collect();
+        sim.shutdown().await;
+        runs.push(statuses);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(
+        runs[0].contains(&200) && runs[0].contains(&500),
+        "{:?}",
+        runs[0]
+    );
+}
