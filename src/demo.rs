@@ -12,7 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config;
 use crate::daemon::{self, StartOptions};
-use crate::simulate::{Scenario, Simulator};
+use crate::simulate::{Answer, Scenario, Simulator};
 
 const DEMO_CONFIG: &str = include_str!("../config/demo/flowwatch.toml");
 const DEMO_SCENARIO: &str = include_str!("../config/demo/scenario.toml");
@@ -58,7 +58,9 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     eprintln!(
         "  simulator: {} requests, {} throttled (429), {} server errors (5xx)",
-        stats.requests, stats.throttled, stats.server_errors
+        stats.total(),
+        stats.count(Answer::Throttled),
+        stats.count(Answer::Internal)
     );
     Ok(())
 }

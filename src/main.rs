@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 Err(error) => return fail(&error, CONFIG_ERROR),
             };
             if let Err(error) = flowwatch::event::init(&config.log) {
-                return fail(&*error, 1);
+                return fail(&error, 1);
             }
             match runtime().block_on(daemon::start(config, daemon::StartOptions::new(once))) {
                 Ok(report) if once && report.verdict == Verdict::SomeFailed => {
