@@ -251,7 +251,7 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn is_finished(&self) -> bool {
-        self.scheduler.len() == 0 && self.in_flight.is_empty()
+        self.scheduler.is_empty() && self.in_flight.is_empty()
     }
 
     fn verdict(&self) -> Verdict {
