@@ -164,6 +164,12 @@ impl<F: Fetch> Daemon<F> {
         for (key, watch) in watches.iter() {
             daemon.add(key.clone(), watch.clone(), now);
         }
+        // Saved watches the config no longer lists leave the state file.
+        if let Some(state) = &daemon.edges.state {
+            for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
+                state.forget(&key);
+            }
+        }
         Ok(daemon)
     }
 
@@ -184,9 +190,14 @@ impl<F: Fetch> Daemon<F> {
                 break;
             }
             let wakeup = self.scheduler.next_wakeup();
+            // Biased, in this order: a stop first; the heartbeat before the
+            // busy branches so a flood of completions cannot starve the
+            // watchdog; reloads before polls.
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                _ = heartbeat.tick() => self.beat(),
+                Some(()) = reloads.recv() => self.reload(Instant::now()),
                 Some(done) = self.in_flight.join_next() => {
                     let now = Instant::now();
                     match done {
@@ -195,9 +206,7 @@ impl<F: Fetch> Daemon<F> {
                     }
                     self.start_ready(now);
                 }
-                Some(()) = reloads.recv() => self.reload(Instant::now()),
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
-                _ = heartbeat.tick() => self.beat(),
             }
         }
         self.stop().await
@@ -394,8 +403,15 @@ impl<F: Fetch> Daemon<F> {
         } = done;
         self.edges.metrics.poll(outcome_name(&outcome), latency);
         let Some(key) = self.polling.get(&id).cloned() else {
-            // Removed by a reload while in flight: this frees its slot.
-            self.scheduler.record(id, &schedule::Outcome::Invalid, now);
+            // Removed by a reload while in flight: this frees its slot, and
+            // the region's budget still learns from the answer.
+            let seen = match outcome {
+                PollOutcome::Throttled { retry_after } => {
+                    schedule::Outcome::Throttled { retry_after }
+                }
+                _ => schedule::Outcome::Unchanged,
+            };
+            self.scheduler.record(id, &seen, now);
             return;
         };
         let tracked = self
