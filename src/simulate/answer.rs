@@ -89,9 +89,9 @@ fn visible<'a>(
     let consistent = alias_flow.is_none_or(|f| f == flow_id)
         && exec_parents.is_none_or(|(f, a)| f == flow_id && a == alias_id);
     let found = consistent
-        .then(|| scenario.find(flow_id, alias_id, exec_id))
+        .then(|| scenario.find(&flow_id, &alias_id, &exec_id))
         .flatten()
-        .ok_or_else(|| not_found(exec_id))?;
+        .ok_or_else(|| not_found(&exec_id))?;
     if found.invalid() {
         return Err(Reply::error(
             Answer::Validation,
@@ -110,7 +110,7 @@ fn visible<'a>(
     }
     match found.snapshot(elapsed) {
         Some(snap) if elapsed >= found.not_found_for() => Ok((found, snap)),
-        _ => Err(not_found(exec_id)),
+        _ => Err(not_found(&exec_id)),
     }
 }
 
@@ -166,7 +166,7 @@ fn list_flow_executions(
             let (alias_flow, alias_id) = ids::alias(alias)
                 .ok_or_else(|| pattern_error(alias, "flowAliasIdentifier", ALIAS_PATTERN))?;
             if alias_flow.is_some_and(|f| f != flow_id) {
-                return Err(not_found(alias_id));
+                return Err(not_found(&alias_id));
             }
             Some(alias_id)
         }
@@ -176,11 +176,11 @@ fn list_flow_executions(
         .filter_map(|i| scenario.nth(i))
         .any(|e| e.flow() == flow_id);
     if !known_flow {
-        return Err(not_found(flow_id));
+        return Err(not_found(&flow_id));
     }
     let listed = |e: &ExecRef<'_>| {
         e.flow() == flow_id
-            && alias_id.is_none_or(|a| a == e.alias())
+            && alias_id.as_deref().is_none_or(|a| a == e.alias())
             && elapsed >= e.not_found_for()
             && e.snapshot(elapsed).is_some()
     };

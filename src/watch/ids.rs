@@ -64,10 +64,12 @@ struct ArnScope {
 /// One of `flow`, `alias`, `execution` after parsing: the id it names, plus
 /// what its ARN (if it was one) said about the parents and the scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Named {
-    id: String,
-    flow: Option<String>,
-    alias: Option<String>,
+pub struct Named {
+    pub id: String,
+    /// The flow id an alias or execution ARN names.
+    pub flow: Option<String>,
+    /// The alias id an execution ARN names.
+    pub alias: Option<String>,
     scope: Option<ArnScope>,
 }
 
@@ -238,7 +240,8 @@ fn build_arn(scope: &ArnScope, flow: &str, alias: &str, execution: &str) -> Stri
     )
 }
 
-fn parse_flow(s: &str) -> Result<Named, IdError> {
+/// A `flowIdentifier`: a flow id or a flow ARN.
+pub fn parse_flow(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
         if is_flow_id(s) {
             return Ok(Named {
@@ -267,7 +270,8 @@ fn parse_flow(s: &str) -> Result<Named, IdError> {
     })
 }
 
-fn parse_alias(s: &str) -> Result<Named, IdError> {
+/// A `flowAliasIdentifier`: an alias id or an alias ARN.
+pub fn parse_alias(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
         if is_alias_id(s) {
             return Ok(Named {
@@ -297,7 +301,8 @@ fn parse_alias(s: &str) -> Result<Named, IdError> {
     })
 }
 
-fn parse_execution(s: &str) -> Result<Named, IdError> {
+/// An `executionIdentifier`: an execution id or an execution ARN.
+pub fn parse_execution(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
         if is_execution_id(s) {
             return Ok(Named {
@@ -410,7 +415,8 @@ fn is_alias_id(s: &str) -> bool {
     (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn is_execution_id(s: &str) -> bool {
+/// `[a-zA-Z0-9-]{1,36}`.
+pub fn is_execution_id(s: &str) -> bool {
     (1..=36).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
