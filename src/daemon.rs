@@ -25,7 +25,7 @@ use crate::service;
 use crate::service::files::FileWatcher;
 use crate::service::http::Health;
 use crate::service::metrics::Metrics;
-use crate::service::notify::Notifier;
+use crate::service::notify::{self, Notifier};
 use crate::state::{self, Loaded, SavedWatch, Snapshot, StateWriter};
 use crate::transition::{self, Change};
 use crate::watch::{Watch, WatchKey, WatchSet};
@@ -135,7 +135,7 @@ pub struct Daemon<F: Fetch> {
     succeeded: usize,
     failed: usize,
     abandoned: usize,
-    throttled: u64,
+    throttled: usize,
 }
 
 impl<F: Fetch> Daemon<F> {
@@ -228,11 +228,10 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn report_status(&self) {
-        let watching = self.scheduler.len();
-        let terminal = self.succeeded + self.failed;
-        self.edges.notifier.status(&format!(
-            "watching {watching}, terminal {terminal}, throttled {}",
-            self.throttled
+        self.edges.notifier.status(&notify::status_line(
+            self.scheduler.len(),
+            self.succeeded + self.failed,
+            self.throttled,
         ));
         let mut by_status: HashMap<&str, i64> = HashMap::new();
         for tracked in self.tracked.values() {
@@ -245,18 +244,9 @@ impl<F: Fetch> Daemon<F> {
         }
         let counts: Vec<(&str, i64)> = by_status.into_iter().collect();
         self.edges.metrics.set_watches(&counts);
-        for region in self.regions() {
-            self.edges
-                .metrics
-                .set_rate(&region, self.scheduler.rate(&region));
+        for (region, rate) in self.scheduler.rates() {
+            self.edges.metrics.set_rate(region, rate);
         }
-    }
-
-    fn regions(&self) -> Vec<Arc<str>> {
-        let mut regions: Vec<Arc<str>> = self.tracked.values().map(|t| t.region.clone()).collect();
-        regions.sort();
-        regions.dedup();
-        regions
     }
 
     fn is_finished(&self) -> bool {

@@ -342,6 +342,13 @@ impl Scheduler {
             .map_or(self.rate_limit, |&i| self.regions[i as usize].budget.rate())
     }
 
+    /// Every region seen so far with its adapted rate, for metrics.
+    pub fn rates(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.region_index
+            .iter()
+            .map(|(name, &i)| (name.as_str(), self.regions[i as usize].budget.rate()))
+    }
+
     /// Watches known (waiting or in flight), not counting removed ones.
     pub fn len(&self) -> usize {
         self.watches.len() - self.removed_in_flight
