@@ -4,3 +4,4 @@ mod support;
 
 mod daemon_loop;
 mod wire;
+mod cli;
