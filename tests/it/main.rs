@@ -3,3 +3,5 @@
 mod support;
 
 mod daemon_loop;
+mod wire;
+mod cli;

@@ -200,3 +200,152 @@ impl std::fmt::Display for Events {
 }
 
 pub mod scripted;
+
+/// The real binary as `flowwatch` builds it, without `--config` (so it falls
+/// back to `$FLOWWATCH_CONFIG`), with the same environment-only AWS setup.
+pub fn flowwatch_without_config(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowwatch"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "AKIDFLOWWATCHTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "flowwatch-test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/flowwatch-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/flowwatch-test/credentials",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The real binary running as a child (not `--once`): its stdout is read as
+/// it comes, signals go through the `kill` command, and dropping it kills the
+/// process if it still runs (also when a test panics).
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stdout: Option<std::thread::JoinHandle<()>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Spawned {
+    pub fn start(mut command: Command) -> Spawned {
+        use std::io::{BufRead, Read};
+        let mut child = command.spawn().expect("the flowwatch binary starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout is piped");
+        let sink = lines.clone();
+        let stdout = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Spawned {
+            child,
+            lines,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The events printed so far.
+    pub fn events(&self) -> Events {
+        Events::parse(&self.lines.lock().unwrap().join("\n"))
+    }
+
+    /// Waits (up to `limit`) until `count` events match `pred`; fails the
+    /// test with what was printed otherwise.
+    pub async fn wait_for(&self, count: usize, limit: Duration, pred: impl Fn(&Value) -> bool) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let events = self.events();
+            if events.0.iter().filter(|e| pred(e)).count() >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {count} matching events within {limit:?}:\n{events}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("the kill command runs");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits (up to `limit`, else kills it and fails) for the process to exit.
+    pub async fn finish(mut self, limit: Duration) -> Run {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "flowwatch did not exit within {limit:?}; stdout:\n{}",
+                    self.lines.lock().unwrap().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if let Some(stdout) = self.stdout.take() {
+            stdout.join().expect("the stdout reader ends");
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().expect("the stderr reader ends"))
+            .unwrap_or_default();
+        Run {
+            exit_code: status.code().unwrap_or(-1),
+            stderr,
+            events: self.events(),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `[[watch]]` tables for executions `{prefix}1`..`{prefix}{n}` (flow
+/// `FLOW123456`, alias `ALIAS12345`), by parts.
+pub fn watches_by_parts(prefix: &str, n: usize) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"{prefix}{i}\"\n\n"
+            )
+        })
+        .collect()
+}
