@@ -6,10 +6,11 @@
 //! a request may start now, or how long to wait.
 //!
 //! **The bucket.** Tokens refill at the current adapted rate (never above
-//! `rate_limit`) up to a capacity of max(2, 10 % of `rate_limit`), and the
-//! bucket starts full. So in any 1 s window at most `rate_limit` +
-//! max(2, 10 % of `rate_limit`) requests start, also right after start-up and
-//! after an idle spell (the contract's burst rule).
+//! `rate_limit`) up to a capacity of max(2, 10 % of `rate_limit`) − 1, and
+//! the bucket starts full. So in any 1 s window at most `rate_limit` +
+//! max(2, 10 % of `rate_limit`) − 1 requests start, also right after start-up
+//! and after an idle spell: the contract's burst rule, with one request to
+//! spare for jitter between us and the server.
 //!
 //! **Adapting to throttling** (CUBIC-like, in requests per second):
 //!
@@ -87,7 +88,9 @@ impl RateBudget {
         } else {
             rate_limit.clamp(LIMIT_RANGE.0, LIMIT_RANGE.1)
         };
-        let capacity = (limit * 0.1).max(2.0);
+        // One token under the contract's allowance: requests are counted where
+        // they arrive, and network jitter can bunch them on the way.
+        let capacity = ((limit * 0.1).max(2.0) - 1.0).max(1.0);
         RateBudget {
             limit,
             floor: (limit * FLOOR_SHARE).max(FLOOR_MIN).min(limit),
@@ -281,7 +284,7 @@ mod tests {
             .iter()
             .map(|&limit| drain(&mut RateBudget::new(limit, t0), t0))
             .collect();
-        assert_eq!(counts, [2, 2, 10, 50]);
+        assert_eq!(counts, [1, 1, 9, 49]);
     }
 
     #[test]
@@ -299,7 +302,7 @@ mod tests {
         let t0 = Instant::now();
         let mut budget = RateBudget::new(100.0, t0);
         drain(&mut budget, t0);
-        assert_eq!(drain(&mut budget, t0 + Duration::from_secs(60)), 10);
+        assert_eq!(drain(&mut budget, t0 + Duration::from_secs(60)), 9);
     }
 
     #[test]
