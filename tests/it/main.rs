@@ -3,3 +3,4 @@
 mod support;
 
 mod daemon_loop;
+mod service;

@@ -200,3 +200,146 @@ impl std::fmt::Display for Events {
 }
 
 pub mod scripted;
+
+/// The real binary running as a child (not `--once`): its stdout is read as
+/// it comes, so a test can wait for events, signal it, and stop it. Dropping
+/// it kills the child, so a failing test leaves no process behind.
+pub struct Spawned {
+    child: Option<std::process::Child>,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+/// A pipe read to its end on a thread.
+struct Collected {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collected {
+    fn start(mut pipe: impl std::io::Read + Send + 'static) -> Collected {
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&bytes);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Collected {
+            bytes,
+            reader: Some(reader),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for end-of-file (the child has exited).
+    fn finish(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Spawned {
+    pub fn start(mut command: Command) -> Spawned {
+        let mut child = command.spawn().expect("the flowwatch binary starts");
+        let stdout = Collected::start(child.stdout.take().expect("stdout is piped"));
+        let stderr = Collected::start(child.stderr.take().expect("stderr is piped"));
+        Spawned {
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the child runs").id()
+    }
+
+    /// Every complete event line printed so far.
+    pub fn events(&self) -> Events {
+        let text = self.stdout.text();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        Events::parse(complete)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (up to `limit`) until `done` holds for the events so far and
+    /// returns them; fails with everything seen when it never does.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Events) -> bool,
+    ) -> Events {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "waited {limit:?} for {what}; events:\n{events}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to `limit`) for the child to exit on its own (after a
+    /// signal, say) and returns what it printed.
+    pub async fn wait_exit(mut self, limit: Duration) -> Run {
+        let mut child = self.child.take().expect("the child runs");
+        let deadline = tokio::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "flowwatch did not exit within {limit:?}; events:\n{}\nstderr:\n{}",
+                    self.events(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.stdout.finish();
+        self.stderr.finish();
+        Run {
+            exit_code: status.code().unwrap_or(-1),
+            stderr: self.stderr(),
+            events: self.events(),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
