@@ -143,3 +143,21 @@ async fn stop(daemon: Spawned) -> Events {
     assert_eq!(run.events.names().last(), Some(&"daemon.stopped"), "{}", run.events);
     run.events
 }
+
+/// The `daemon.reloaded` events that changed something, with their index:
+/// the file watcher may add reloads that change nothing (it sees the same
+/// edit a SIGHUP was sent for).
+fn changing_reloads(events: &Events) -> Vec<(usize, &serde_json::Value)> {
+    events
+        .0
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["event"] == "daemon.reloaded")
+        .filter(|(_, e)| e["added"] != 0 || e["removed"] != 0)
+        .collect()
+}
+
+/// `[added, removed, watches]` of a `daemon.reloaded` event.
+fn reload_counts(reloaded: &serde_json::Value) -> [&serde_json::Value; 3] {
+    [&reloaded["added"], &reloaded["removed"], &reloaded["watches"]]
+}

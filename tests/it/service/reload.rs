@@ -3,16 +3,9 @@
 
 use super::*;
 
-/// The one `daemon.reloaded` that changed something; the file watcher may
-/// add reloads that change nothing (it sees the same edit as the SIGHUP).
+/// The one `daemon.reloaded` that changed something, and where.
 fn the_changing_reload(events: &Events) -> Option<(usize, &serde_json::Value)> {
-    let changing: Vec<(usize, &serde_json::Value)> = events
-        .0
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e["event"] == "daemon.reloaded")
-        .filter(|(_, e)| e["added"] != 0 || e["removed"] != 0)
-        .collect();
+    let changing = changing_reloads(events);
     assert!(changing.len() <= 1, "more than one changing reload: {events}");
     changing.first().copied()
 }
@@ -62,7 +55,7 @@ async fn a_reload_with_polls_in_flight_swaps_watches_and_reports_kept_ones_once(
 
     let (at, reloaded) = the_changing_reload(&events).expect("seen above");
     assert_eq!(
-        [&reloaded["added"], &reloaded["removed"], &reloaded["watches"]],
+        reload_counts(reloaded),
         [1, 1, 2],
         "{events}"
     );
@@ -146,7 +139,7 @@ async fn a_bad_reload_is_rejected_naming_the_key_and_the_old_set_keeps_running()
 
     let (at, reloaded) = the_changing_reload(&events).expect("the fix was applied");
     assert_eq!(
-        [&reloaded["added"], &reloaded["removed"], &reloaded["watches"]],
+        reload_counts(reloaded),
         [1, 0, 3],
         "{events}"
     );
