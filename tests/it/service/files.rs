@@ -28,22 +28,32 @@ async fn a_watch_file_renamed_into_place_is_picked_up_and_its_removal_ends_the_w
     let base = dir.write("watches.d/base.toml", &watches(&["run-base"]));
     let daemon = start(&dir.config());
     let events = daemon
-        .wait_for("run-base running", SOON, |e| reached(e, "run-base", "Running"))
+        .wait_for("run-base running", SOON, |e| {
+            reached(e, "run-base", "Running")
+        })
         .await;
     let added = events.one("watch.added", |e| e["execution"] == "run-base");
     assert_eq!(added["source"], base.display().to_string(), "{events}");
 
     let new = dir.write_then_rename("watches.d/new.toml", &watches(&["run-new"]));
     let events = daemon
-        .wait_for("run-new to succeed", SOON, |e| reached(e, "run-new", "Succeeded"))
+        .wait_for("run-new to succeed", SOON, |e| {
+            reached(e, "run-new", "Succeeded")
+        })
         .await;
     let added = events.one("watch.added", |e| e["execution"] == "run-new");
     assert_eq!(added["source"], new.display().to_string(), "{events}");
-    assert_eq!(events.transitions_of("run-new"), ["Running", "Succeeded"], "{events}");
+    assert_eq!(
+        events.transitions_of("run-new"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
 
     std::fs::remove_file(&new).unwrap();
     daemon
-        .wait_for("run-new removed", SOON, |e| count(e, "watch.removed", "run-new") == 1)
+        .wait_for("run-new removed", SOON, |e| {
+            count(e, "watch.removed", "run-new") == 1
+        })
         .await;
     let events = stop(daemon).await;
 
@@ -64,7 +74,10 @@ async fn a_configmap_style_symlink_swap_applies_the_new_set() {
     dir.write("flowwatch.toml", &config_text(&sim, INCLUDE, ""));
     // What the kubelet mounts: a timestamped folder, `..data` pointing at it,
     // and each key a symlink through `..data`.
-    dir.write("watches.d/..2026_x/watches.toml", &watches(&["run-x1", "run-x2"]));
+    dir.write(
+        "watches.d/..2026_x/watches.toml",
+        &watches(&["run-x1", "run-x2"]),
+    );
     symlink("..2026_x", dir.path("watches.d/..data")).unwrap();
     symlink("..data/watches.toml", dir.path("watches.d/watches.toml")).unwrap();
     let daemon = start(&dir.config());
@@ -76,9 +89,16 @@ async fn a_configmap_style_symlink_swap_applies_the_new_set() {
 
     // The kubelet's update: a new folder, a new link, renamed over `..data`,
     // then the old folder goes.
-    dir.write("watches.d/..2026_y/watches.toml", &watches(&["run-x2", "run-y1"]));
+    dir.write(
+        "watches.d/..2026_y/watches.toml",
+        &watches(&["run-x2", "run-y1"]),
+    );
     symlink("..2026_y", dir.path("watches.d/..data_tmp")).unwrap();
-    std::fs::rename(dir.path("watches.d/..data_tmp"), dir.path("watches.d/..data")).unwrap();
+    std::fs::rename(
+        dir.path("watches.d/..data_tmp"),
+        dir.path("watches.d/..data"),
+    )
+    .unwrap();
     std::fs::remove_dir_all(dir.path("watches.d/..2026_x")).unwrap();
     daemon
         .wait_for("the new set applied", SOON, |e| {
@@ -111,7 +131,9 @@ async fn a_half_written_include_file_never_applies_half_a_set() {
 
     // Written in place, in two steps: first a table missing `execution`.
     let complete = watches(&["run-b1", "run-b2"]);
-    let cut = complete.rfind("execution").expect("the last watch names its execution");
+    let cut = complete
+        .rfind("execution")
+        .expect("the last watch names its execution");
     {
         use std::io::Write;
         let mut file = std::fs::File::create(&b).unwrap(); // truncates
@@ -151,7 +173,9 @@ async fn an_include_file_left_half_written_is_rejected_until_it_is_complete() {
 
     // Left half-written long enough to be read: a table missing `execution`.
     let complete = watches(&["run-b1", "run-b2"]);
-    let cut = complete.rfind("execution").expect("the last watch names its execution");
+    let cut = complete
+        .rfind("execution")
+        .expect("the last watch names its execution");
     std::fs::write(&b, &complete[..cut]).unwrap();
     let events = daemon
         .wait_for("the reload to fail", SOON, |e| {
@@ -162,8 +186,15 @@ async fn an_include_file_left_half_written_is_rejected_until_it_is_complete() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(error.contains(&b.display().to_string()), "{error:?} should name {}", b.display());
-    assert!(error.contains("execution"), "{error:?} should name the missing key");
+    assert!(
+        error.contains(&b.display().to_string()),
+        "{error:?} should name {}",
+        b.display()
+    );
+    assert!(
+        error.contains("execution"),
+        "{error:?} should name the missing key"
+    );
     std::fs::write(&b, &complete).unwrap();
     daemon
         .wait_for("run-b2 running", SOON, |e| reached(e, "run-b2", "Running"))

@@ -96,12 +96,17 @@ async fn health_readiness_and_metrics_follow_the_daemon() {
     assert_eq!(missing.status, 404);
 
     daemon
-        .wait_for("run-done to succeed", SOON, |e| reached(e, "run-done", "Succeeded"))
+        .wait_for("run-done to succeed", SOON, |e| {
+            reached(e, "run-done", "Succeeded")
+        })
         .await;
     // The gauges follow on the loop's next beat (every second).
     let scrape = get_until(addr, "/metrics", |a| {
-        at_least(&a.body, r#"flowwatch_transitions_total{to="Succeeded"}"#, 1.0)
-            && sample(&a.body, r#"flowwatch_watches{status="Succeeded"}"#) == Some(1.0)
+        at_least(
+            &a.body,
+            r#"flowwatch_transitions_total{to="Succeeded"}"#,
+            1.0,
+        ) && sample(&a.body, r#"flowwatch_watches{status="Succeeded"}"#) == Some(1.0)
     })
     .await;
     assert_eq!(scrape.status, 200);
@@ -119,11 +124,20 @@ async fn health_readiness_and_metrics_follow_the_daemon() {
         (r#"flowwatch_transitions_total{to="Running"}"#, 2.0),
         (r#"flowwatch_watches{status="Running"}"#, 1.0),
         ("flowwatch_request_duration_seconds_count", 3.0),
-        (r#"flowwatch_request_duration_seconds_bucket{le="+Inf"}"#, 3.0),
+        (
+            r#"flowwatch_request_duration_seconds_bucket{le="+Inf"}"#,
+            3.0,
+        ),
     ] {
-        assert!(at_least(text, series, floor), "{series} < {floor} in:\n{text}");
+        assert!(
+            at_least(text, series, floor),
+            "{series} < {floor} in:\n{text}"
+        );
     }
-    assert!(sample(text, "flowwatch_request_duration_seconds_sum").is_some(), "{text}");
+    assert!(
+        sample(text, "flowwatch_request_duration_seconds_sum").is_some(),
+        "{text}"
+    );
     assert!(
         text.lines()
             .any(|l| l == "# TYPE flowwatch_request_duration_seconds histogram"),
@@ -146,7 +160,9 @@ async fn health_readiness_and_metrics_follow_the_daemon() {
 
     daemon.signal("HUP");
     daemon
-        .wait_for("the reload", SOON, |e| !e.named("daemon.reloaded").is_empty())
+        .wait_for("the reload", SOON, |e| {
+            !e.named("daemon.reloaded").is_empty()
+        })
         .await;
     let scrape = get_until(addr, "/metrics", |a| {
         at_least(&a.body, r#"flowwatch_reloads_total{result="ok"}"#, 1.0)

@@ -20,7 +20,9 @@ const SOON: Duration = Duration::from_secs(5);
 
 /// A `[[watch]]` table for `execution` of the simulator's flow and alias.
 fn watch(execution: &str) -> String {
-    format!("[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"{execution}\"\n")
+    format!(
+        "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"{execution}\"\n"
+    )
 }
 
 /// A scenario execution: `Running` from the start, then `end` at `end_at`
@@ -140,7 +142,12 @@ async fn stop(daemon: Spawned) -> Events {
         "events:\n{}\nstderr:\n{}",
         run.events, run.stderr
     );
-    assert_eq!(run.events.names().last(), Some(&"daemon.stopped"), "{}", run.events);
+    assert_eq!(
+        run.events.names().last(),
+        Some(&"daemon.stopped"),
+        "{}",
+        run.events
+    );
     run.events
 }
 
@@ -159,5 +166,9 @@ fn changing_reloads(events: &Events) -> Vec<(usize, &serde_json::Value)> {
 
 /// `[added, removed, watches]` of a `daemon.reloaded` event.
 fn reload_counts(reloaded: &serde_json::Value) -> [&serde_json::Value; 3] {
-    [&reloaded["added"], &reloaded["removed"], &reloaded["watches"]]
+    [
+        &reloaded["added"],
+        &reloaded["removed"],
+        &reloaded["watches"],
+    ]
 }

@@ -86,7 +86,9 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
     assert_eq!(heard.messages[0], "READY=1\n", "READY comes first");
     // The daemon writes its start-up events before it sends READY.
     let events = daemon
-        .wait_for("both watches added", SOON, |e| e.named("watch.added").len() == 2)
+        .wait_for("both watches added", SOON, |e| {
+            e.named("watch.added").len() == 2
+        })
         .await;
     let names = events.names();
     let started = names.iter().position(|n| *n == "daemon.started");
@@ -108,7 +110,9 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
 
     // The live counts follow the executions.
     daemon
-        .wait_for("run-done to succeed", SOON, |e| reached(e, "run-done", "Succeeded"))
+        .wait_for("run-done to succeed", SOON, |e| {
+            reached(e, "run-done", "Succeeded")
+        })
         .await;
     heard
         .until("a status with one terminal", SOON, |m| {
@@ -141,7 +145,9 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
     assert!(usec.is_some_and(|n| n > 0), "{after:#?}");
     assert_eq!(after[1], "READY=1\n", "{after:#?}");
     let events = daemon
-        .wait_for("daemon.reloaded", SOON, |e| !e.named("daemon.reloaded").is_empty())
+        .wait_for("daemon.reloaded", SOON, |e| {
+            !e.named("daemon.reloaded").is_empty()
+        })
         .await;
     let reloaded = events.named("daemon.reloaded")[0];
     assert_eq!(

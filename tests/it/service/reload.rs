@@ -6,7 +6,10 @@ use super::*;
 /// The one `daemon.reloaded` that changed something, and where.
 fn the_changing_reload(events: &Events) -> Option<(usize, &serde_json::Value)> {
     let changing = changing_reloads(events);
-    assert!(changing.len() <= 1, "more than one changing reload: {events}");
+    assert!(
+        changing.len() <= 1,
+        "more than one changing reload: {events}"
+    );
     changing.first().copied()
 }
 
@@ -54,19 +57,29 @@ async fn a_reload_with_polls_in_flight_swaps_watches_and_reports_kept_ones_once(
     let events = stop(daemon).await;
 
     let (at, reloaded) = the_changing_reload(&events).expect("seen above");
-    assert_eq!(
-        reload_counts(reloaded),
-        [1, 1, 2],
-        "{events}"
-    );
+    assert_eq!(reload_counts(reloaded), [1, 1, 2], "{events}");
     assert_eq!(count(&events, "watch.removed", "run-drop"), 1, "{events}");
     assert_eq!(events.named("watch.removed").len(), 1, "{events}");
     assert_eq!(count(&events, "watch.added", "run-new"), 1, "{events}");
     assert_eq!(count(&events, "watch.added", "run-keep"), 1, "{events}");
-    assert!(position(&events, "watch.removed", "run-drop") < Some(at), "{events}");
-    assert!(position(&events, "watch.added", "run-new") < Some(at), "{events}");
-    assert_eq!(events.transitions_of("run-keep"), ["Running", "Succeeded"], "{events}");
-    assert_eq!(events.transitions_of("run-new"), ["Running", "Succeeded"], "{events}");
+    assert!(
+        position(&events, "watch.removed", "run-drop") < Some(at),
+        "{events}"
+    );
+    assert!(
+        position(&events, "watch.added", "run-new") < Some(at),
+        "{events}"
+    );
+    assert_eq!(
+        events.transitions_of("run-keep"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
+    assert_eq!(
+        events.transitions_of("run-new"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
     assert_eq!(events.transitions_of("run-drop"), ["Running"], "{events}");
     let kept_end = events.one("execution.transition", |e| {
         e["execution"] == "run-keep" && e["to"] == "Succeeded"
@@ -117,7 +130,9 @@ async fn a_bad_reload_is_rejected_naming_the_key_and_the_old_set_keeps_running()
     // The old set carries on: more polls, and run-a still gets reported.
     let requests = sim.stats().total();
     daemon
-        .wait_for("run-a to succeed", SOON, |e| reached(e, "run-a", "Succeeded"))
+        .wait_for("run-a to succeed", SOON, |e| {
+            reached(e, "run-a", "Succeeded")
+        })
         .await;
     until("more polls of run-b", SOON, || {
         (requests_for(&sim, "run-b") > 3 && sim.stats().total() > requests + 3).then_some(())
@@ -138,17 +153,17 @@ async fn a_bad_reload_is_rejected_naming_the_key_and_the_old_set_keeps_running()
     let events = stop(daemon).await;
 
     let (at, reloaded) = the_changing_reload(&events).expect("the fix was applied");
-    assert_eq!(
-        reload_counts(reloaded),
-        [1, 0, 3],
-        "{events}"
-    );
+    assert_eq!(reload_counts(reloaded), [1, 0, 3], "{events}");
     let first_failure = events
         .0
         .iter()
         .position(|e| e["event"] == "daemon.reload_failed");
     assert!(first_failure < Some(at), "{events}");
     assert!(events.named("watch.removed").is_empty(), "{events}");
-    assert_eq!(events.transitions_of("run-a"), ["Running", "Succeeded"], "{events}");
+    assert_eq!(
+        events.transitions_of("run-a"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
     assert_eq!(events.transitions_of("run-b"), ["Running"], "{events}");
 }

@@ -31,7 +31,12 @@ async fn a_second_once_run_neither_re_reports_nor_re_polls_a_finished_execution(
 
     let first = support::run_once(&dir.config()).await;
     assert_eq!(first.exit_code, 0, "{}\n{}", first.events, first.stderr);
-    assert_eq!(first.events.transitions_of("run-s"), ["Running", "Succeeded"], "{}", first.events);
+    assert_eq!(
+        first.events.transitions_of("run-s"),
+        ["Running", "Succeeded"],
+        "{}",
+        first.events
+    );
     let metadata = std::fs::metadata(dir.path("state.json")).expect("the state file exists");
     assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
     assert_eq!(saved_status(&dir, "run-s").as_deref(), Some("Succeeded"));
@@ -39,14 +44,23 @@ async fn a_second_once_run_neither_re_reports_nor_re_polls_a_finished_execution(
 
     let second = support::run_once(&dir.config()).await;
     assert_eq!(second.exit_code, 0, "{}\n{}", second.events, second.stderr);
-    assert!(second.events.named("execution.transition").is_empty(), "{}", second.events);
+    assert!(
+        second.events.named("execution.transition").is_empty(),
+        "{}",
+        second.events
+    );
     assert_eq!(
         requests_for(&sim, "run-s"),
         requests,
         "run-s was polled again: {}",
         second.events
     );
-    assert_eq!(second.events.named("daemon.started").len(), 1, "{}", second.events);
+    assert_eq!(
+        second.events.named("daemon.started").len(),
+        1,
+        "{}",
+        second.events
+    );
 }
 
 #[tokio::test]
@@ -77,15 +91,26 @@ async fn after_kill_9_no_terminal_transition_is_lost_and_a_running_one_resumes()
     .await;
     first.signal("KILL");
     let killed = first.wait_exit(SOON).await;
-    assert_eq!(killed.events.transitions_of("run-b"), ["Running"], "{}", killed.events);
-    assert!(killed.events.named("daemon.stopping").is_empty(), "{}", killed.events);
+    assert_eq!(
+        killed.events.transitions_of("run-b"),
+        ["Running"],
+        "{}",
+        killed.events
+    );
+    assert!(
+        killed.events.named("daemon.stopping").is_empty(),
+        "{}",
+        killed.events
+    );
     let a_done = before.one("execution.transition", |e| {
         e["execution"] == "run-a" && e["to"] == "Succeeded"
     });
 
     let second = start(&dir.config());
     second
-        .wait_for("run-b to succeed", SOON, |e| reached(e, "run-b", "Succeeded"))
+        .wait_for("run-b to succeed", SOON, |e| {
+            reached(e, "run-b", "Succeeded")
+        })
         .await;
     let after = stop(second).await;
 
@@ -113,14 +138,27 @@ async fn a_corrupt_state_file_is_set_aside_and_the_daemon_starts_fresh() {
 
     let daemon = start(&dir.config());
     let events = daemon
-        .wait_for("run-c to succeed", SOON, |e| reached(e, "run-c", "Succeeded"))
+        .wait_for("run-c to succeed", SOON, |e| {
+            reached(e, "run-c", "Succeeded")
+        })
         .await;
     let aside = events.one("state.set_aside", |_| true);
     assert_eq!(aside["level"], "ERROR", "{aside}");
-    assert_eq!(aside["path"], dir.path("state.json").display().to_string(), "{aside}");
+    assert_eq!(
+        aside["path"],
+        dir.path("state.json").display().to_string(),
+        "{aside}"
+    );
     let moved_to = PathBuf::from(aside["moved_to"].as_str().expect("moved_to names the file"));
-    assert_eq!(std::fs::read(&moved_to).expect("the set-aside file exists"), garbage);
-    assert_eq!(events.transitions_of("run-c"), ["Running", "Succeeded"], "{events}");
+    assert_eq!(
+        std::fs::read(&moved_to).expect("the set-aside file exists"),
+        garbage
+    );
+    assert_eq!(
+        events.transitions_of("run-c"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
     stop(daemon).await;
     assert_eq!(saved_status(&dir, "run-c").as_deref(), Some("Succeeded"));
 }
