@@ -208,3 +208,47 @@ async fn an_include_file_left_half_written_is_rejected_until_it_is_complete() {
     assert_eq!(events.transitions_of("run-a1"), ["Running"], "{events}");
     assert_eq!(events.transitions_of("run-b1"), ["Running"], "{events}");
 }
+
+#[tokio::test]
+async fn a_later_include_folder_and_main_file_edits_are_picked_up_without_a_signal() {
+    let sim = simulator(&["run-main", "run-late", "run-edit"]).await;
+    let dir = Dir::new();
+    // `watches.d` does not exist yet (a sidecar's folder may appear later).
+    dir.write(
+        "flowwatch.toml",
+        &config_text(&sim, INCLUDE, &watch("run-main")),
+    );
+    let daemon = start(&dir.config());
+    daemon
+        .wait_for("run-main running", SOON, |e| {
+            reached(e, "run-main", "Running")
+        })
+        .await;
+
+    let late = dir.write_then_rename("watches.d/late.toml", &watches(&["run-late"]));
+    let events = daemon
+        .wait_for("run-late running", SOON, |e| {
+            reached(e, "run-late", "Running")
+        })
+        .await;
+    let added = events.one("watch.added", |e| e["execution"] == "run-late");
+    assert_eq!(added["source"], late.display().to_string(), "{events}");
+
+    // An editor's save: the main file replaced by a rename.
+    let main = config_text(&sim, INCLUDE, &watches(&["run-main", "run-edit"]));
+    dir.write_then_rename("flowwatch.toml", &main);
+    daemon
+        .wait_for("run-edit running", SOON, |e| {
+            reached(e, "run-edit", "Running")
+        })
+        .await;
+    let events = stop(daemon).await;
+
+    let changing: Vec<[&serde_json::Value; 3]> = changing_reloads(&events)
+        .into_iter()
+        .map(|(_, e)| reload_counts(e))
+        .collect();
+    assert_eq!(changing, [[1, 0, 2], [1, 0, 3]], "{events}");
+    assert!(events.named("watch.removed").is_empty(), "{events}");
+    assert!(events.named("daemon.reload_failed").is_empty(), "{events}");
+}

@@ -177,3 +177,47 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
     );
     assert_eq!(heard.count("READY=1\n"), 2, "{:#?}", heard.messages);
 }
+
+#[tokio::test]
+async fn the_status_line_counts_throttled_answers() {
+    // One request a second and three watches: most polls are throttled.
+    let sim = support::simulator(&format!(
+        "quota = 1.0\nquota_burst = 1.0\n{}{}{}",
+        execution("run-1", None),
+        execution("run-2", None),
+        execution("run-3", None)
+    ))
+    .await;
+    let dir = Dir::new();
+    let watches = format!("{}{}{}", watch("run-1"), watch("run-2"), watch("run-3"));
+    dir.write("flowwatch.toml", &config_text(&sim, "", &watches));
+    let socket = dir.path("notify.sock");
+    let mut heard = Heard::bind(&socket);
+    let mut command = support::flowwatch(&dir.config(), &["run"]);
+    command
+        .env("NOTIFY_SOCKET", &socket)
+        .env("WATCHDOG_USEC", "400000");
+    let daemon = Spawned::start(command);
+
+    heard
+        .until("a status with throttled answers", SOON, |m| {
+            m.iter().any(|m| {
+                m.starts_with("STATUS=watching 3, terminal 0, throttled ")
+                    && !m.ends_with(" throttled 0\n")
+            })
+        })
+        .await;
+    let events = stop(daemon).await;
+    heard.drain();
+    let most: u64 = heard
+        .statuses()
+        .iter()
+        .filter_map(|s| s.trim_end().rsplit(' ').next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    let throttled = events.named("poll.throttled").len() as u64;
+    assert!(
+        (1..=throttled).contains(&most),
+        "status said {most} throttled, {throttled} poll.throttled events"
+    );
+}
