@@ -13,7 +13,7 @@ fn watches(executions: &[&str]) -> String {
 
 /// Every scenario execution here runs for ever, except `run-new`.
 async fn simulator(running: &[&str]) -> Simulator {
-    let mut scenario = execution("run-new", Some(("1500ms", "Succeeded")));
+    let mut scenario = execution("run-new", Some(("2s", "Succeeded")));
     for id in running {
         scenario.push_str(&execution(id, None));
     }
