@@ -5,3 +5,4 @@ mod support;
 mod daemon_loop;
 mod wire;
 mod cli;
+mod service;

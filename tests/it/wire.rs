@@ -579,7 +579,7 @@ async fn wait_for_requests(sim: &Simulator, n: usize, limit: Duration) {
 /// Stops a daemon with SIGTERM and checks it exits 0.
 async fn terminate(daemon: Spawned) -> Run {
     daemon.signal("TERM");
-    let run = daemon.finish(secs(20)).await;
+    let run = daemon.wait_exit(secs(20)).await;
     assert_eq!(run.exit_code, 0, "stderr: {}", run.stderr);
     run
 }
@@ -770,10 +770,12 @@ async fn a_stop_signal_lets_in_flight_polls_finish(signal: &str) {
     let cfg = TestConfig::new(&sim.endpoint_url(), &body);
     let daemon = Spawned::start(flowwatch(&cfg.path, &["run"]));
     daemon
-        .wait_for(3, secs(20), |e| e["event"] == "watch.added")
+        .wait_for("3 watch.added", secs(20), |events| {
+            events.named("watch.added").len() >= 3
+        })
         .await;
     daemon.signal(signal);
-    let run = daemon.finish(secs(20)).await;
+    let run = daemon.wait_exit(secs(20)).await;
     let events = &run.events;
     assert_eq!(run.exit_code, 0, "stderr: {}\n{events}", run.stderr);
     let names: Vec<&str> = events.names().into_iter().filter(|n| *n != "log").collect();

@@ -224,106 +224,134 @@ pub fn flowwatch_without_config(args: &[&str]) -> Command {
 }
 
 /// The real binary running as a child (not `--once`): its stdout is read as
-/// it comes, signals go through the `kill` command, and dropping it kills the
-/// process if it still runs (also when a test panics).
+/// it comes, so a test can wait for events, signal it, and stop it. Dropping
+/// it kills the child, so a failing test leaves no process behind.
 pub struct Spawned {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stdout: Option<std::thread::JoinHandle<()>>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    child: Option<std::process::Child>,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+/// A pipe read to its end on a thread.
+struct Collected {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collected {
+    fn start(mut pipe: impl std::io::Read + Send + 'static) -> Collected {
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&bytes);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Collected {
+            bytes,
+            reader: Some(reader),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for end-of-file (the child has exited).
+    fn finish(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
 }
 
 impl Spawned {
     pub fn start(mut command: Command) -> Spawned {
-        use std::io::{BufRead, Read};
         let mut child = command.spawn().expect("the flowwatch binary starts");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout is piped");
-        let sink = lines.clone();
-        let stdout = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut err = child.stderr.take().expect("stderr is piped");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = err.read_to_string(&mut text);
-            text
-        });
+        let stdout = Collected::start(child.stdout.take().expect("stdout is piped"));
+        let stderr = Collected::start(child.stderr.take().expect("stderr is piped"));
         Spawned {
-            child,
-            lines,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
+            child: Some(child),
+            stdout,
+            stderr,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().expect("the child runs").id()
     }
 
-    /// The events printed so far.
+    /// Every complete event line printed so far.
     pub fn events(&self) -> Events {
-        Events::parse(&self.lines.lock().unwrap().join("\n"))
+        let text = self.stdout.text();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        Events::parse(complete)
     }
 
-    /// Waits (up to `limit`) until `count` events match `pred`; fails the
-    /// test with what was printed otherwise.
-    pub async fn wait_for(&self, count: usize, limit: Duration, pred: impl Fn(&Value) -> bool) {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let events = self.events();
-            if events.0.iter().filter(|e| pred(e)).count() >= count {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "fewer than {count} matching events within {limit:?}:\n{events}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
     }
 
-    /// Sends a signal by name (`TERM`, `INT`, `HUP`) with the `kill` command.
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
-            .expect("the kill command runs");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed");
     }
 
-    /// Waits (up to `limit`, else kills it and fails) for the process to exit.
-    pub async fn finish(mut self, limit: Duration) -> Run {
-        let deadline = std::time::Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
+    /// Waits (up to `limit`) until `done` holds for the events so far and
+    /// returns them; fails with everything seen when it never does.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Events) -> bool,
+    ) -> Events {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
             }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+            if tokio::time::Instant::now() > deadline {
                 panic!(
-                    "flowwatch did not exit within {limit:?}; stdout:\n{}",
-                    self.lines.lock().unwrap().join("\n")
+                    "waited {limit:?} for {what}; events:\n{events}\nstderr:\n{}",
+                    self.stderr()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        if let Some(stdout) = self.stdout.take() {
-            stdout.join().expect("the stdout reader ends");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().expect("the stderr reader ends"))
-            .unwrap_or_default();
+    }
+
+    /// Waits (up to `limit`) for the child to exit on its own (after a
+    /// signal, say) and returns what it printed.
+    pub async fn wait_exit(mut self, limit: Duration) -> Run {
+        let mut child = self.child.take().expect("the child runs");
+        let deadline = tokio::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "flowwatch did not exit within {limit:?}; events:\n{}\nstderr:\n{}",
+                    self.events(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.stdout.finish();
+        self.stderr.finish();
         Run {
             exit_code: status.code().unwrap_or(-1),
-            stderr,
+            stderr: self.stderr(),
             events: self.events(),
         }
     }
@@ -331,9 +359,9 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
