@@ -114,6 +114,15 @@ enum Ending {
     Abandoned(schedule::Reason),
 }
 
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// SIGHUP (or `systemctl reload`): always re-read and reported.
+    Signal,
+    /// A change to the config or an include file.
+    Files,
+}
+
 /// A finished poll, as the spawned task hands it back.
 struct Done {
     id: WatchId,
@@ -136,6 +145,9 @@ pub struct Daemon<F: Fetch> {
     failed: usize,
     abandoned: usize,
     throttled: usize,
+    /// The last config read (or why it was refused), to tell a real change
+    /// from an echo.
+    last_loaded: Option<Result<Config, String>>,
 }
 
 impl<F: Fetch> Daemon<F> {
@@ -154,7 +166,9 @@ impl<F: Fetch> Daemon<F> {
             failed: 0,
             abandoned: 0,
             throttled: 0,
+            last_loaded: None,
         };
+        daemon.last_loaded = Some(Ok(daemon.config.clone()));
         let watches = daemon.config.watches.clone();
         daemon.check_regions(&watches)?;
         event::emit(&Event::DaemonStarted {
@@ -176,7 +190,7 @@ impl<F: Fetch> Daemon<F> {
     /// Runs until shutdown, or with `--once` until every watch has ended.
     pub async fn run(
         mut self,
-        mut reloads: mpsc::Receiver<()>,
+        mut reloads: mpsc::Receiver<Reload>,
         shutdown: CancellationToken,
     ) -> Report {
         self.start_ready(Instant::now());
@@ -197,7 +211,7 @@ impl<F: Fetch> Daemon<F> {
                 biased;
                 () = shutdown.cancelled() => break,
                 _ = heartbeat.tick() => self.beat(),
-                Some(()) = reloads.recv() => self.reload(Instant::now()),
+                Some(trigger) = reloads.recv() => self.reload(trigger, Instant::now()),
                 Some(done) = self.in_flight.join_next() => {
                     let now = Instant::now();
                     match done {
@@ -490,15 +504,30 @@ impl<F: Fetch> Daemon<F> {
     }
 
     /// Re-reads the config and applies the new watch set; a bad config keeps
-    /// the old one in force.
-    fn reload(&mut self, now: Instant) {
-        self.edges.notifier.reloading();
-        let result = config::load(&self.config.path)
+    /// the old one in force. A file change that reads the same as the last
+    /// attempt (the echo of an edit already reloaded by SIGHUP, or an
+    /// editor's second write) is no news and changes nothing.
+    fn reload(&mut self, trigger: Reload, now: Instant) {
+        let loaded = config::load(&self.config.path)
             .map_err(DaemonError::from)
-            .and_then(|new| self.check_regions(&new.watches).map(|()| new));
-        match result {
+            .and_then(|new| self.check_regions(&new.watches).map(|()| new))
+            .map_err(|error| error_chain(&error));
+        if trigger == Reload::Files && self.last_loaded.as_ref() == Some(&loaded) {
+            tracing::debug!("config files changed but read the same; nothing to reload");
+            return;
+        }
+        self.last_loaded = Some(loaded.clone());
+        self.edges.notifier.reloading();
+        if let Some(files) = &mut self.edges.files {
+            // Before applying: the watched folders follow the include globs
+            // (and folders created since), whether or not the config is good.
+            let include = loaded
+                .as_ref()
+                .map_or(&self.config.include, |new| &new.include);
+            files.rewatch(&self.config.path, include);
+        }
+        match loaded {
             Err(error) => {
-                let error = error_chain(&error);
                 event::emit(&Event::ReloadFailed { error: &error });
                 self.edges.metrics.reload(false);
             }
@@ -529,9 +558,6 @@ impl<F: Fetch> Daemon<F> {
                     watches: new.watches.len(),
                 });
                 self.edges.metrics.reload(true);
-                if let Some(files) = &mut self.edges.files {
-                    files.rewatch(&new.path, &new.include);
-                }
                 self.config.watches = new.watches;
                 self.config.include = new.include;
                 self.start_ready(now);
@@ -780,7 +806,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         wait_for_stop_signal().await;
         stop.cancel();
     });
-    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (reload_tx, reload_rx) = mpsc::channel(2);
     if options.live_reload {
         spawn_reload_on_sighup(reload_tx.clone());
     }
@@ -830,7 +856,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
                 let reload_tx = reload_tx.clone();
                 tokio::spawn(async move {
                     while changes.recv().await.is_some() {
-                        let _ = reload_tx.try_send(()); // one pending reload is enough
+                        let _ = reload_tx.try_send(Reload::Files); // one pending is enough
                     }
                 });
                 Some(watcher)
@@ -874,13 +900,13 @@ pub async fn wait_for_stop_signal() {
     }
 }
 
-fn spawn_reload_on_sighup(reload_tx: mpsc::Sender<()>) {
+fn spawn_reload_on_sighup(reload_tx: mpsc::Sender<Reload>) {
     use tokio::signal::unix::{SignalKind, signal};
     // Registered before READY: SIGHUP's default action would end the process.
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP can be handled on unix");
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let _ = reload_tx.try_send(());
+            let _ = reload_tx.try_send(Reload::Signal);
         }
     });
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use flowwatch::config::{self, Config, LogFormat, LogSettings};
-use flowwatch::daemon::{Daemon, Edges, Report, Verdict};
+use flowwatch::daemon::{Daemon, Edges, Reload, Report, Verdict};
 use flowwatch::event::Capture;
 use flowwatch::poll::{FailureKind, PollOutcome};
 use flowwatch::service::http::Health;
@@ -65,7 +65,7 @@ fn watches(n: usize) -> String {
 struct TestLoop {
     captured: Capture,
     shutdown: CancellationToken,
-    reloads: mpsc::Sender<()>,
+    reloads: mpsc::Sender<Reload>,
     task: JoinHandle<Report>,
     _guard: tracing::subscriber::DefaultGuard,
 }
@@ -383,7 +383,7 @@ async fn a_reload_adds_and_removes_watches_and_keeps_the_rest() {
         .map(|i| format!("[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-{i}\"\n"))
         .collect();
     files.rewrite(FIXED_1S, &kept_and_new);
-    daemon.reloads.send(()).await.unwrap();
+    daemon.reloads.send(Reload::Signal).await.unwrap();
     tokio::time::sleep(secs(5)).await;
     let (_, events) = daemon.stop().await;
     let reloaded = events.one("daemon.reloaded", |_| true);
@@ -408,7 +408,7 @@ async fn an_invalid_reload_keeps_the_old_watch_set() {
     let daemon = TestLoop::start(files.config(), fetch.clone(), false);
     tokio::time::sleep(secs(3)).await;
     std::fs::write(files.path(), "[poll]\nintreval_max = \"1s\"\n").unwrap();
-    daemon.reloads.send(()).await.unwrap();
+    daemon.reloads.send(Reload::Signal).await.unwrap();
     tokio::time::sleep(secs(3)).await;
     let before = fetch.calls_for("run-1").len();
     tokio::time::sleep(secs(5)).await;
@@ -446,4 +446,35 @@ async fn shutdown_lets_in_flight_polls_finish_and_reports_what_is_left() {
     assert!(stopping < first_transition, "{names:?}");
     assert_eq!(events.one("daemon.stopped", |_| true)["watches_left"], 2);
     assert_eq!(fetch.calls().len(), 2, "no new polls after the stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_change_that_reads_the_same_as_the_last_reload_is_no_news() {
+    let files = Files::new(FIXED_1S, &watches(2));
+    let fetch = Scripted::always(observed("Running"));
+    let daemon = TestLoop::start(files.config(), fetch, false);
+    tokio::time::sleep(secs(2)).await;
+    // An unchanged file: nothing to report.
+    daemon.reloads.send(Reload::Files).await.unwrap();
+    tokio::time::sleep(secs(1)).await;
+    assert!(daemon.events().named("daemon.reloaded").is_empty());
+    // A bad edit, reloaded by SIGHUP, then echoed by the file watcher:
+    // rejected once.
+    std::fs::write(files.path(), "[poll]\nintreval_max = \"1s\"\n").unwrap();
+    daemon.reloads.send(Reload::Signal).await.unwrap();
+    tokio::time::sleep(secs(1)).await;
+    daemon.reloads.send(Reload::Files).await.unwrap();
+    tokio::time::sleep(secs(1)).await;
+    // A real change is applied; a SIGHUP always reports.
+    files.rewrite(FIXED_1S, &watches(3));
+    daemon.reloads.send(Reload::Files).await.unwrap();
+    tokio::time::sleep(secs(1)).await;
+    daemon.reloads.send(Reload::Signal).await.unwrap();
+    tokio::time::sleep(secs(1)).await;
+    let (_, events) = daemon.stop().await;
+    assert_eq!(events.named("daemon.reload_failed").len(), 1, "{events}");
+    let reloaded = events.named("daemon.reloaded");
+    assert_eq!(reloaded.len(), 2, "{events}");
+    assert_eq!(reloaded[0]["added"], 1);
+    assert_eq!(reloaded[1]["added"], 0);
 }
