@@ -99,6 +99,9 @@ struct Tracked {
     region: Arc<str>,
     /// The scheduler's handle while the watch is polled.
     id: Option<WatchId>,
+    /// The execution ARN the service answered with, for a watch the config
+    /// gave by parts (events carry `execution_arn` once it is known).
+    learned_arn: Option<String>,
     last: Option<Status>,
     polls: u64,
     /// When watching began, for `watched_ms` (restored watches started earlier).
@@ -307,6 +310,7 @@ impl<F: Fetch> Daemon<F> {
             watch,
             region,
             id: None,
+            learned_arn: None,
             last: saved.as_ref().map(|s| Status::parse(&s.status)),
             polls: saved.as_ref().map_or(0, |s| s.polls),
             since,
@@ -635,6 +639,10 @@ impl<F: Fetch> Daemon<F> {
 /// The transition stage for one successful poll: events, state, and what
 /// the scheduler should make of it.
 fn observe(tracked: &mut Tracked, observation: &Observation, edges: &Edges) -> schedule::Outcome {
+    if tracked.watch.target.arn.is_none() && tracked.learned_arn.is_none() {
+        // A watch given by parts learns its ARN from the first answer.
+        tracked.learned_arn = observation.execution_arn.clone();
+    }
     match transition::observe(tracked.last.as_ref(), &observation.status) {
         Change::Unchanged => schedule::Outcome::Unchanged,
         Change::Stale { terminal, seen } => {
@@ -646,7 +654,14 @@ fn observe(tracked: &mut Tracked, observation: &Observation, edges: &Edges) -> s
             schedule::Outcome::Terminal
         }
         Change::Transition { from, to, terminal } => {
-            let transition_id = transition::transition_id(tracked.key.as_str(), &to);
+            // The execution as the service names it, so the id is the same
+            // however the config spelled the watch.
+            let execution = observation
+                .execution_arn
+                .as_deref()
+                .or(tracked.watch.target.arn.as_deref())
+                .unwrap_or(tracked.key.as_str());
+            let transition_id = transition::transition_id(execution, &to);
             let now_wall = SystemTime::now();
             let started_at = observation.started_at.map(rfc3339);
             let ended_at = observation.ended_at.map(rfc3339);
@@ -724,7 +739,7 @@ fn ending_of(status: Option<&Status>) -> Ending {
 fn subject(tracked: &Tracked) -> Subject<'_> {
     let target = &tracked.watch.target;
     Subject {
-        execution_arn: target.arn.as_deref(),
+        execution_arn: target.arn.as_deref().or(tracked.learned_arn.as_deref()),
         flow: &target.flow,
         alias: &target.alias,
         execution: &target.execution,

@@ -129,11 +129,15 @@ fn assert_subject(event: &Value, execution: &str, by_arn: bool, labels: Option<V
             format!("{ARN_PREFIX}{execution}"),
             "{event}"
         );
-    } else {
+    } else if event["event"] == "watch.added" {
+        // Given by parts: unknown until the service answers...
         assert!(
             event.get("execution_arn").is_none(),
             "an arn nobody gave: {event}"
         );
+    } else if let Some(arn) = event.get("execution_arn") {
+        // ...then the ARN the service answered with.
+        assert_eq!(*arn, format!("{ARN_PREFIX}{execution}"), "{event}");
     }
     match labels {
         Some(labels) => assert_eq!(event["labels"], labels, "{event}"),
@@ -306,11 +310,17 @@ async fn every_event_of_a_run_carries_the_contract_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transition_ids_are_the_same_in_two_separate_runs() {
+async fn transition_ids_are_the_same_in_two_separate_runs_however_the_watch_is_spelled() {
     let (sim_a, sim_b) = (simulator(TWO_ENDINGS).await, simulator(TWO_ENDINGS).await);
+    // The second run names run-ok by parts and run-failed by ARN.
+    let swapped = format!(
+        "{}\n{}\n[[watch]]\nexecution_arn = \"{ARN_PREFIX}run-failed\"\n",
+        fast_poll(),
+        watch("run-ok")
+    );
     let (cfg_a, cfg_b) = (
         two_endings_config(&sim_a.endpoint_url()),
-        two_endings_config(&sim_b.endpoint_url()),
+        TestConfig::new(&sim_b.endpoint_url(), &swapped),
     );
     let (a, b) = tokio::join!(run_once(&cfg_a.path), run_once(&cfg_b.path));
     let ids = |events: &Events| -> HashMap<(String, String), String> {
