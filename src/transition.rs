@@ -41,7 +41,7 @@ pub fn observe(last: Option<&Status>, now: &Status) -> Change {
 
 /// The deterministic id of (execution, `to`): the same on every replay, so
 /// consumers can drop the duplicates an at-least-once restart may bring.
-/// `execution` is the watch's key (its execution ARN when known).
+/// `execution` is the execution ARN, or the watch's key when none is known.
 pub fn transition_id(execution: &str, to: &Status) -> String {
     let mut hash = Sha256::new();
     hash.update(execution.as_bytes());
