@@ -640,10 +640,21 @@ fn add_watches(
     default_region: Option<&str>,
     set: &mut WatchSet,
 ) -> Result<usize, ConfigError> {
+    // Tables come in file order: count lines from the previous table on, so
+    // a file of N watches is read once, not N times.
+    let (mut counted_to, mut line) = (0, 1);
     for (i, raw) in watches.iter().enumerate() {
         let index = i + 1;
         let watch = build_watch(src, index, raw, default_region)?;
-        let (line, _) = raw::position(src.text, raw.span().start);
+        let start = raw.span().start.min(src.text.len());
+        if start < counted_to {
+            (counted_to, line) = (0, 1); // out of order after all: count from the top
+        }
+        line += src.text.as_bytes()[counted_to..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        counted_to = start;
         let at = Origin {
             file: src.path.to_path_buf(),
             line: Some(line),
