@@ -6,7 +6,7 @@
 //! (client-side rate limiting) and its standard retry mode (the usual
 //! hand-written polling loop).
 //!
-//!     cargo bench --bench throttle [-- --quota 20 --secs 40 --executions 0 --in-flight 16]
+//!     cargo bench --bench throttle [-- --quota 20 --secs 60 --executions 0 --in-flight 16 --warmup 5]
 //!
 //! `--quota` takes a list (`5,20,100`); `--executions 0` means 25 × Q, so
 //! that covering every execution takes about 25 s at the quota. The
@@ -69,7 +69,7 @@ struct Setup {
 
 fn main() {
     let quotas = list_arg("quota", "20");
-    let secs: f64 = arg("secs", 40.0);
+    let secs: f64 = arg("secs", 60.0);
     let executions: usize = arg("executions", 0);
     let in_flight: usize = arg("in-flight", 16);
     let rate_factor: f64 = arg("rate-factor", 5.0);
@@ -99,13 +99,21 @@ fn main() {
             rate_factor * quota
         );
         println!(
-            "  {:<28} {:>8} {:>9} {:>10} {:>10} {:>14} {:>12}",
-            "", "requests", "throttled", "goodput/Q", "goodput/Q", "covered before", "all covered"
+            "  {:<26} {:>8} {:>9} {:>9} {:>10} {:>10} {:>14} {:>12}",
+            "",
+            "requests",
+            "throttled",
+            "throttled",
+            "goodput/Q",
+            "goodput/Q",
+            "covered before",
+            "all covered"
         );
         println!(
-            "  {:<28} {:>8} {:>9} {:>10} {:>10} {:>14} {:>12}",
-            "", "", "", "after warm", "overall", "first repeat", "at"
+            "  {:<26} {:>8} {:>9} {:>9} {:>10} {:>10} {:>14} {:>12}",
+            "", "", "overall", "after warm", "after warm", "overall", "first repeat", "at"
         );
+        println!("  (warm-up: the first {warmup} s)");
         let stats = runtime.block_on(flowwatch(setup));
         Figures::of(&stats, setup).print("flowwatch daemon", setup);
         let region = regions.next().expect("at most 4 quotas per run");
@@ -215,6 +223,8 @@ async fn bare_loop(setup: Setup, retry: RetryConfig, region: &str) -> Stats {
 struct Figures {
     requests: u64,
     throttled: u64,
+    requests_after_warmup: u64,
+    throttled_after_warmup: u64,
     ok_after_warmup: u64,
     ok: u64,
     /// Distinct executions with a 200 before any execution got its second.
@@ -229,6 +239,8 @@ impl Figures {
         let mut figures = Figures {
             requests: 0,
             throttled: 0,
+            requests_after_warmup: 0,
+            throttled_after_warmup: 0,
             ok_after_warmup: 0,
             ok: 0,
             covered_before_repeat: 0,
@@ -239,14 +251,17 @@ impl Figures {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut repeated = false;
         for record in stats.log.iter().filter(|r| r.at < setup.run_for) {
+            let warm = record.at >= setup.warmup;
             figures.requests += 1;
+            figures.requests_after_warmup += u64::from(warm);
             match record.status {
-                429 => figures.throttled += 1,
+                429 => {
+                    figures.throttled += 1;
+                    figures.throttled_after_warmup += u64::from(warm);
+                }
                 200 => {
                     figures.ok += 1;
-                    if record.at >= setup.warmup {
-                        figures.ok_after_warmup += 1;
-                    }
+                    figures.ok_after_warmup += u64::from(warm);
                     if !seen.insert(&record.execution) {
                         repeated = true;
                     } else if seen.len() == setup.executions {
@@ -271,9 +286,10 @@ impl Figures {
             None => format!("{}/{} by end", self.covered, setup.executions),
         };
         println!(
-            "  {name:<28} {:>8} {:>8.1}% {:>9.1}% {:>9.1}% {:>14} {:>12}",
+            "  {name:<26} {:>8} {:>8.1}% {:>8.1}% {:>9.1}% {:>9.1}% {:>14} {:>12}",
             self.requests,
             100.0 * self.throttled as f64 / self.requests.max(1) as f64,
+            100.0 * self.throttled_after_warmup as f64 / self.requests_after_warmup.max(1) as f64,
             100.0 * self.ok_after_warmup as f64 / after / q,
             100.0 * self.ok as f64 / setup.run_for.as_secs_f64() / q,
             format!("{}/{}", self.covered_before_repeat, setup.executions),
