@@ -291,13 +291,13 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn add(&mut self, key: WatchKey, watch: Arc<Watch>, now: Instant) {
+        // Shared with the config's copy: one per region, not per watch.
         let region: Arc<str> = watch
             .target
             .region
             .clone()
-            .or_else(|| self.edges.default_region.clone())
-            .expect("check_regions ran before any watch is added")
-            .into();
+            .or_else(|| self.edges.default_region.as_deref().map(Arc::from))
+            .expect("check_regions ran before any watch is added");
         let saved = self.edges.restored.watches.remove(key.as_str());
         let wall_now = SystemTime::now();
         let since = saved

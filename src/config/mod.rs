@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -640,12 +641,32 @@ fn add_watches(
     default_region: Option<&str>,
     set: &mut WatchSet,
 ) -> Result<usize, ConfigError> {
+    // Tables come in file order: count lines from the previous table on, so
+    // a file of N watches is read once, not N times.
+    let (mut counted_to, mut line) = (0, 1);
+    // One copy of the path and of each region for all of this file's watches.
+    let file: Arc<Path> = src.path.into();
+    let mut regions: Vec<Arc<str>> = Vec::new();
     for (i, raw) in watches.iter().enumerate() {
         let index = i + 1;
-        let watch = build_watch(src, index, raw, default_region)?;
-        let (line, _) = raw::position(src.text, raw.span().start);
+        let mut watch = build_watch(src, index, raw, default_region, &file)?;
+        if let Some(region) = &mut watch.target.region {
+            match regions.iter().find(|known| **known == *region) {
+                Some(known) => *region = known.clone(),
+                None => regions.push(region.clone()),
+            }
+        }
+        let start = raw.span().start.min(src.text.len());
+        if start < counted_to {
+            (counted_to, line) = (0, 1); // out of order after all: count from the top
+        }
+        line += src.text.as_bytes()[counted_to..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        counted_to = start;
         let at = Origin {
-            file: src.path.to_path_buf(),
+            file: file.clone(),
             line: Some(line),
         };
         set.insert(watch, at).map_err(|conflict| {
@@ -665,6 +686,7 @@ fn build_watch(
     index: usize,
     raw: &Spanned<RawWatch>,
     default_region: Option<&str>,
+    file: &Arc<Path>,
 ) -> Result<Watch, ConfigError> {
     let w = raw.get_ref();
     let key = |name: &str| format!("watch[{index}].{name}");
@@ -734,7 +756,7 @@ fn build_watch(
         }
     };
     if target.region.is_none() {
-        target.region = default_region.map(str::to_string);
+        target.region = default_region.map(Arc::from);
     }
 
     let mut labels = BTreeMap::new();
@@ -752,7 +774,7 @@ fn build_watch(
     Ok(Watch {
         target,
         labels,
-        source: src.path.to_path_buf(),
+        source: file.clone(),
     })
 }
 
@@ -1125,7 +1147,12 @@ mod tests {
         let regions: Vec<_> = config
             .watches
             .iter()
-            .map(|(k, w)| (k.as_str().to_string(), w.target.region.clone().unwrap()))
+            .map(|(k, w)| {
+                (
+                    k.as_str().to_string(),
+                    w.target.region.as_deref().unwrap().to_string(),
+                )
+            })
             .collect();
         assert_eq!(
             regions,
@@ -1172,7 +1199,7 @@ mod tests {
         assert_eq!(config.watches.len(), 4);
         let key = WatchKey(ARN.replace("run-0001", "run-b").into());
         assert_eq!(
-            config.watches.get(&key).unwrap().source,
+            &*config.watches.get(&key).unwrap().source,
             folder.join("w/b.toml")
         );
     }
@@ -1229,7 +1256,7 @@ mod tests {
         assert_eq!(config.watches.len(), 1);
         assert_eq!(config.watches.merged(), 1);
         let (_, watch) = config.watches.iter().next().unwrap();
-        assert_eq!(watch.source, dir.main());
+        assert_eq!(&*watch.source, dir.main());
         assert_eq!(
             watch.labels,
             BTreeMap::from([

@@ -9,6 +9,8 @@
 //! `arn:PARTITION:bedrock:REGION:ACCOUNT:flow/F[/alias/A[/execution/E]]`
 //! with PARTITION `aws(-[a-z]+)*`, REGION `[a-z0-9-]{1,20}`, ACCOUNT 12 digits.
 
+use std::sync::Arc;
+
 /// An execution as the API names it: the three ids to send on the wire, plus
 /// what an ARN told us (region, and the full execution ARN when known).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,11 +21,13 @@ pub struct ExecutionRef {
     pub alias: String,
     /// Execution id: `[a-zA-Z0-9-]{1,36}`.
     pub execution: String,
-    /// Region named by an ARN or by the watch's `region` key.
-    pub region: Option<String>,
+    /// Region named by an ARN or by the watch's `region` key. Shared: a config
+    /// names few regions for many watches.
+    pub region: Option<Arc<str>>,
     /// `arn:PARTITION:bedrock:REGION:ACCOUNT:flow/F/alias/A/execution/E`, when
     /// the config gave it or gave enough (partition, region, account) to build it.
-    pub arn: Option<String>,
+    /// Shared with the watch's key, which is this ARN.
+    pub arn: Option<Arc<str>>,
 }
 
 /// Why an identifier was refused; the message names the value and the rule.
@@ -92,8 +96,8 @@ impl ExecutionRef {
             flow: flow.to_string(),
             alias: alias.to_string(),
             execution: execution.to_string(),
-            arn: Some(build_arn(&scope, flow, alias, execution)),
-            region: Some(scope.region),
+            arn: Some(build_arn(&scope, flow, alias, execution).into()),
+            region: Some(scope.region.into()),
         })
     }
 
@@ -188,10 +192,10 @@ impl ExecutionRef {
 
         let scope = scope.map(|(_, s)| s);
         Ok(ExecutionRef {
-            arn: scope.map(|s| build_arn(s, &flow.id, &alias.id, &execution.id)),
+            arn: scope.map(|s| build_arn(s, &flow.id, &alias.id, &execution.id).into()),
             region: scope
-                .map(|s| s.region.clone())
-                .or(region.map(str::to_string)),
+                .map(|s| Arc::from(s.region.as_str()))
+                .or(region.map(Arc::from)),
             flow: flow.id,
             alias: alias.id,
             execution: execution.id,

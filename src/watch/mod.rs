@@ -8,7 +8,7 @@ pub mod ids;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 pub use ids::{ExecutionRef, IdError};
@@ -36,26 +36,29 @@ pub struct Watch {
     pub target: ExecutionRef,
     /// Copied onto every event of this watch.
     pub labels: BTreeMap<String, String>,
-    /// The file that listed it (the `source` of `watch.added`).
-    pub source: PathBuf,
+    /// The file that listed it (the `source` of `watch.added`); shared by
+    /// every watch of that file.
+    pub source: Arc<Path>,
 }
 
 impl Watch {
-    /// The execution ARN when known, else `region/flow/alias/execution` with
-    /// region `-` when none is known yet.
+    /// The execution ARN when known (sharing the target's copy), else
+    /// `region/flow/alias/execution` with region `-` when none is known yet.
     pub fn key(&self) -> WatchKey {
         let t = &self.target;
-        let key = match &t.arn {
-            Some(arn) => arn.clone(),
-            None => format!(
-                "{}/{}/{}/{}",
-                t.region.as_deref().unwrap_or("-"),
-                t.flow,
-                t.alias,
-                t.execution
+        match &t.arn {
+            Some(arn) => WatchKey(arn.clone()),
+            None => WatchKey(
+                format!(
+                    "{}/{}/{}/{}",
+                    t.region.as_deref().unwrap_or("-"),
+                    t.flow,
+                    t.alias,
+                    t.execution
+                )
+                .into(),
             ),
-        };
-        WatchKey(key.into())
+        }
     }
 }
 
@@ -63,7 +66,7 @@ impl Watch {
 /// when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub file: PathBuf,
+    pub file: Arc<Path>,
     pub line: Option<usize>,
 }
 
@@ -223,13 +226,13 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            source: PathBuf::from(source),
+            source: Path::new(source).into(),
         }
     }
 
     fn at(file: &str, line: usize) -> Origin {
         Origin {
-            file: PathBuf::from(file),
+            file: Path::new(file).into(),
             line: Some(line),
         }
     }
@@ -244,7 +247,7 @@ mod tests {
         let w = Watch {
             target: ExecutionRef::parse_arn(arn).unwrap(),
             labels: BTreeMap::new(),
-            source: PathBuf::from("a.toml"),
+            source: Path::new("a.toml").into(),
         };
         assert_eq!(w.key().as_str(), arn);
     }
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert_eq!(set.merged(), 1);
         let (key, merged) = set.iter().next().unwrap();
-        assert_eq!(merged.source, PathBuf::from("a.toml"));
+        assert_eq!(&*merged.source, Path::new("a.toml"));
         assert_eq!(set.origin(key), Some(&at("a.toml", 3)));
         let labels: Vec<_> = merged.labels.iter().collect();
         assert_eq!(
