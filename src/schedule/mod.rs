@@ -105,12 +105,15 @@ pub struct Scheduler {
     removed_in_flight: usize,
 }
 
-/// One watch's state, 88 bytes; with its map and waiting-set entries about
-/// 150 bytes (see `a_watch_costs_well_under_200_bytes`).
+/// One watch's state, 96 bytes; with its map and waiting-set entries about
+/// 160 bytes (see `a_watch_costs_well_under_200_bytes`).
 #[derive(Debug, Clone)]
 struct Watch {
     /// When it is due while waiting; when its request started while in flight.
     at: Instant,
+    /// How long it had waited past its due time when its request started:
+    /// its place in line, kept for a retry (milliseconds, saturating).
+    overdue_ms: u32,
     /// `max_watch` ends here.
     deadline: Instant,
     /// The first `NotFound` of the current streak.
@@ -162,6 +165,7 @@ impl Scheduler {
             id,
             Watch {
                 at: now,
+                overdue_ms: 0,
                 deadline,
                 not_found_since: None,
                 delays: self.intervals.fresh(),
@@ -228,7 +232,7 @@ impl Scheduler {
             })
             .min()?;
         let region = &mut self.regions[region];
-        region.waiting.pop_first();
+        let (due, _) = region.waiting.pop_first().expect("the region has a head");
         region.budget.take(now);
         let watch = self
             .watches
@@ -236,6 +240,7 @@ impl Scheduler {
             .expect("every waiting entry has a watch");
         watch.in_flight = true;
         watch.at = now;
+        watch.overdue_ms = u32::try_from((now - due).as_millis()).unwrap_or(u32::MAX);
         self.in_flight += 1;
         Some(id)
     }
@@ -304,7 +309,9 @@ impl Scheduler {
         if matches!(outcome, Outcome::Unchanged | Outcome::Changed) {
             watch.not_found_since = None; // a success ends the streak
         }
-        let delay = match outcome {
+        // Far enough to be capped by `latest` below when the sum overflows.
+        let after = |delay: Duration| now.checked_add(delay).unwrap_or(watch.deadline);
+        let due = match outcome {
             Outcome::Terminal => return Err(Next::Done),
             Outcome::Invalid => return Err(Next::Abandon(Reason::Invalid)),
             Outcome::NotFound => {
@@ -314,15 +321,27 @@ impl Scheduler {
                     return Err(Next::Abandon(Reason::NotFound));
                 }
                 latest = latest.min(grace_ends_at);
-                intervals.after_error(&mut watch.delays)
+                after(intervals.after_error(&mut watch.delays))
             }
-            Outcome::Unchanged => intervals.after_unchanged(&mut watch.delays),
-            Outcome::Changed => intervals.after_changed(&mut watch.delays),
+            Outcome::Unchanged => after(intervals.after_unchanged(&mut watch.delays)),
+            Outcome::Changed => after(intervals.after_changed(&mut watch.delays)),
             Outcome::Throttled { retry_after } | Outcome::Failed { retry_after } => {
+                // Back off from its place in line, not from now: when the
+                // budget is short and many watches are overdue, the retry
+                // stays ahead of the watches that came due after it, so a
+                // throttle does not cost it its turn (every execution gets a
+                // successful poll before any gets a second). When nothing
+                // was overdue this is `now + backoff`.
                 let backoff = intervals.after_error(&mut watch.delays);
-                retry_after.map_or(backoff, |hint| backoff.max(hint))
+                let overdue = Duration::from_millis(watch.overdue_ms.into());
+                let due_was = watch.at.checked_sub(overdue).unwrap_or(watch.at);
+                let place = due_was.checked_add(backoff).unwrap_or(watch.deadline);
+                match retry_after {
+                    Some(hint) => place.max(after(*hint)),
+                    None => place,
+                }
             }
-            Outcome::AccessDenied => intervals.after_access_denied(),
+            Outcome::AccessDenied => after(intervals.after_access_denied()),
         };
         if now >= watch.deadline {
             return Err(Next::Abandon(match outcome {
@@ -330,7 +349,7 @@ impl Scheduler {
                 _ => Reason::MaxWatch,
             }));
         }
-        Ok(now.checked_add(delay).map_or(latest, |due| due.min(latest)))
+        Ok(due.min(latest))
     }
 
     /// The current adapted rate of a region, requests per second (the
@@ -555,6 +574,35 @@ mod tests {
             retry_after: Some(ms(100)),
         };
         assert_eq!(poll(&mut s, id, hint, t0), Next::PollAt(t0 + secs(2)));
+    }
+
+    #[test]
+    fn an_overdue_watch_backs_off_from_its_place_in_line_not_from_now() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&policy());
+        let first = s.insert("us-east-1", t0, Duration::ZERO);
+        let later = s.insert("us-east-1", t0 + secs(5), Duration::ZERO);
+        // Served 10 s late (a short budget), then throttled.
+        let now = t0 + secs(10);
+        let next = poll(&mut s, first, throttled(), now);
+        // Its 2 s backoff counts from when it came due: still ahead of
+        // `later`, which came due after it.
+        assert_eq!(next, Next::PollAt(t0 + secs(2)));
+        assert_eq!(s.take_ready(now + secs(1)), Some(first));
+        assert_eq!(
+            s.record(first, &throttled(), now + secs(1)),
+            Next::PollAt(t0 + secs(6))
+        );
+        assert_eq!(s.take_ready(now + secs(2)), Some(later));
+    }
+
+    #[test]
+    fn a_watch_served_on_time_backs_off_from_now() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&policy());
+        let id = s.insert("us-east-1", t0, Duration::ZERO);
+        let seen = run(&mut s, id, t0, &[throttled(), throttled(), failed()]);
+        assert_eq!(seen, at(t0, &[2, 6, 14]));
     }
 
     #[test]
