@@ -326,16 +326,20 @@ impl Scheduler {
             Outcome::Unchanged => after(intervals.after_unchanged(&mut watch.delays)),
             Outcome::Changed => after(intervals.after_changed(&mut watch.delays)),
             Outcome::Throttled { retry_after } | Outcome::Failed { retry_after } => {
-                // Back off from its place in line, not from now: when the
-                // budget is short and many watches are overdue, the retry
-                // stays ahead of the watches that came due after it, so a
+                // A watch that already waited in line longer than its
+                // backoff has backed off: it keeps its place, ahead of the
+                // watches that came due after it, so under a short budget a
                 // throttle does not cost it its turn (every execution gets a
-                // successful poll before any gets a second). When nothing
-                // was overdue this is `now + backoff`.
+                // successful poll before any gets a second). Otherwise the
+                // backoff counts from its place: at most `now + backoff`.
                 let backoff = intervals.after_error(&mut watch.delays);
                 let overdue = Duration::from_millis(watch.overdue_ms.into());
                 let due_was = watch.at.checked_sub(overdue).unwrap_or(watch.at);
-                let place = due_was.checked_add(backoff).unwrap_or(watch.deadline);
+                let place = if overdue >= backoff {
+                    due_was
+                } else {
+                    due_was.checked_add(backoff).unwrap_or(watch.deadline)
+                };
                 match retry_after {
                     Some(hint) => place.max(after(*hint)),
                     None => place,
@@ -577,23 +581,36 @@ mod tests {
     }
 
     #[test]
-    fn an_overdue_watch_backs_off_from_its_place_in_line_not_from_now() {
+    fn an_overdue_watch_keeps_its_place_in_line_when_retried() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(&policy());
         let first = s.insert("us-east-1", t0, Duration::ZERO);
         let later = s.insert("us-east-1", t0 + secs(5), Duration::ZERO);
-        // Served 10 s late (a short budget), then throttled.
-        let now = t0 + secs(10);
-        let next = poll(&mut s, first, throttled(), now);
-        // Its 2 s backoff counts from when it came due: still ahead of
+        // Served 10 s late (a short budget), then throttled: it waited
+        // longer than its 2 s backoff, so it keeps its place, still ahead of
         // `later`, which came due after it.
-        assert_eq!(next, Next::PollAt(t0 + secs(2)));
-        assert_eq!(s.take_ready(now + secs(1)), Some(first));
+        let now = t0 + secs(10);
+        assert_eq!(poll(&mut s, first, throttled(), now), Next::PollAt(t0));
+        // Served 11 s late, throttled again: the 4 s backoff is spent too.
         assert_eq!(
-            s.record(first, &throttled(), now + secs(1)),
-            Next::PollAt(t0 + secs(6))
+            poll(&mut s, first, throttled(), now + secs(1)),
+            Next::PollAt(t0)
+        );
+        assert_eq!(s.take_ready(now + secs(2)), Some(first));
+        assert_eq!(
+            s.record(first, &Outcome::Unchanged, now + secs(2)),
+            Next::PollAt(now + secs(4))
         );
         assert_eq!(s.take_ready(now + secs(2)), Some(later));
+    }
+
+    #[test]
+    fn a_watch_served_a_little_late_backs_off_from_its_due_time() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&policy());
+        let id = s.insert("us-east-1", t0, Duration::ZERO);
+        let now = t0 + secs(1);
+        assert_eq!(poll(&mut s, id, failed(), now), Next::PollAt(t0 + secs(2)));
     }
 
     #[test]
