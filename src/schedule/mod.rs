@@ -123,13 +123,45 @@ struct Watch {
     in_flight: bool,
     /// Removed while in flight: forgotten when its result comes.
     removed: bool,
+    /// The service has answered with a status at least once.
+    seen: bool,
 }
 
 #[derive(Debug)]
 struct Region {
     budget: RateBudget,
-    /// Watches waiting for their turn (not in flight), by (due, id).
-    waiting: BTreeSet<(Instant, WatchId)>,
+    /// Watches waiting for their turn (not in flight), by (due, id), in two
+    /// lanes: `NEW` for watches the service has not answered yet, `SEEN`
+    /// for the rest. A due `NEW` watch goes first, so a short budget covers
+    /// every execution once before it polls any twice.
+    waiting: [BTreeSet<(Instant, WatchId)>; 2],
+}
+
+const NEW: usize = 0;
+const SEEN: usize = 1;
+
+impl Region {
+    /// What this region would serve at `now`: (lane, due, id).
+    fn head(&self, now: Instant) -> Option<(usize, Instant, WatchId)> {
+        self.waiting.iter().enumerate().find_map(|(lane, set)| {
+            let &(due, id) = set.first()?;
+            (due <= now).then_some((lane, due, id))
+        })
+    }
+
+    /// When its earliest waiting watch comes due.
+    fn earliest(&self) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter_map(|set| set.first().map(|&(due, _)| due))
+            .min()
+    }
+}
+
+impl Watch {
+    fn lane(&self) -> usize {
+        if self.seen { SEEN } else { NEW }
+    }
 }
 
 impl Scheduler {
@@ -172,9 +204,10 @@ impl Scheduler {
                 region,
                 in_flight: false,
                 removed: false,
+                seen: false,
             },
         );
-        self.regions[region as usize].waiting.insert((now, id));
+        self.regions[region as usize].waiting[NEW].insert((now, id));
         id
     }
 
@@ -192,9 +225,9 @@ impl Scheduler {
             }
             return;
         }
-        let (at, region) = (watch.at, watch.region);
+        let (at, region, lane) = (watch.at, watch.region, watch.lane());
         self.watches.remove(&id);
-        self.regions[region as usize].waiting.remove(&(at, id));
+        self.regions[region as usize].waiting[lane].remove(&(at, id));
     }
 
     /// The earliest instant `take_ready` could return a watch: its due time,
@@ -207,32 +240,28 @@ impl Scheduler {
         }
         self.regions
             .iter()
-            .filter_map(|r| {
-                let &(due, _) = r.waiting.first()?;
-                Some(due.max(r.budget.ready_at()))
-            })
+            .filter_map(|r| Some(r.earliest()?.max(r.budget.ready_at())))
             .min()
     }
 
-    /// The watch to poll now, if any: the one due longest among regions
-    /// whose budget has a token. It is marked in flight (no other request
+    /// The watch to poll now, if any: among regions whose budget has a
+    /// token, a due watch the service has not answered yet, else the one
+    /// due longest. It is marked in flight (no other request
     /// for it starts until `record`) and spends a token of its region.
     /// `None` at `max_in_flight`, or when nothing is due or affordable.
     pub fn take_ready(&mut self, now: Instant) -> Option<WatchId> {
         if self.in_flight >= self.max_in_flight {
             return None;
         }
-        let (_, id, region) = self
+        let ((lane, due, id), region) = self
             .regions
             .iter()
             .enumerate()
-            .filter_map(|(index, r)| {
-                let &(due, id) = r.waiting.first()?;
-                (due <= now && r.budget.ready_at() <= now).then_some((due, id, index))
-            })
+            .filter(|(_, r)| r.budget.ready_at() <= now)
+            .filter_map(|(index, r)| Some((r.head(now)?, index)))
             .min()?;
         let region = &mut self.regions[region];
-        let (due, _) = region.waiting.pop_first().expect("the region has a head");
+        region.waiting[lane].remove(&(due, id));
         region.budget.take(now);
         let watch = self
             .watches
@@ -288,9 +317,8 @@ impl Scheduler {
             Ok(due) => {
                 let watch = self.watches.get_mut(&id).expect("decide keeps the watch");
                 watch.at = due;
-                self.regions[watch.region as usize]
-                    .waiting
-                    .insert((due, id));
+                watch.seen |= matches!(outcome, Outcome::Unchanged | Outcome::Changed);
+                self.regions[watch.region as usize].waiting[watch.lane()].insert((due, id));
                 Next::PollAt(due)
             }
             Err(next) => {
@@ -393,7 +421,7 @@ impl Scheduler {
         let index = self.regions.len() as u32;
         self.regions.push(Region {
             budget: RateBudget::new(self.rate_limit, now),
-            waiting: BTreeSet::new(),
+            waiting: [BTreeSet::new(), BTreeSet::new()],
         });
         self.region_index.insert(name.to_string(), index);
         index
@@ -602,6 +630,27 @@ mod tests {
             Next::PollAt(now + secs(4))
         );
         assert_eq!(s.take_ready(now + secs(2)), Some(later));
+    }
+
+    #[test]
+    fn a_due_watch_the_service_has_not_answered_yet_goes_first() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&policy());
+        let answered = s.insert("us-east-1", t0, Duration::ZERO);
+        assert_eq!(
+            poll(&mut s, answered, Outcome::Changed, t0),
+            Next::PollAt(t0 + secs(2))
+        );
+        let waiting = s.insert("us-east-1", t0 + secs(1), Duration::ZERO);
+        assert_eq!(
+            poll(&mut s, waiting, throttled(), t0 + secs(1)),
+            Next::PollAt(t0 + secs(3))
+        );
+        // Both due at t0 + 3 s: the one never answered goes first, although
+        // the other came due a second earlier.
+        let now = t0 + secs(3);
+        assert_eq!(s.take_ready(now), Some(waiting));
+        assert_eq!(s.take_ready(now), Some(answered));
     }
 
     #[test]
