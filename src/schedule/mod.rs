@@ -1113,6 +1113,25 @@ mod tests {
     }
 
     #[test]
+    fn starting_far_above_the_quota_costs_only_a_few_throttles() {
+        // rate_limit 5 × the quota: the server's start-up burst must not
+        // make the budget believe in a rate it never sustains.
+        for quota_rate in [5.0, 20.0, 100.0] {
+            let log = against_quota(quota_rate, 5.0 * quota_rate, ms(5), 30.0);
+            let throttled = log.iter().filter(|(t, ok)| *t < 5.0 && !ok).count();
+            let (_, goodput) = stats(&log, 5.0, 30.0);
+            assert!(
+                throttled <= 6,
+                "quota {quota_rate}: {throttled} throttled in the first 5 s"
+            );
+            assert!(
+                goodput >= 0.95 * quota_rate,
+                "quota {quota_rate}: goodput {goodput}"
+            );
+        }
+    }
+
+    #[test]
     fn a_short_budget_still_polls_every_watch_in_turn() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(&PollSettings {

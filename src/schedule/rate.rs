@@ -214,6 +214,8 @@ struct SuccessWindow {
 const SLOTS: usize = 20;
 const SLOT: Duration = Duration::from_millis(100);
 const WINDOW: Duration = Duration::from_millis(100 * SLOTS as u64);
+/// The shortest span a success rate is measured over.
+const MIN_SPAN: Duration = Duration::from_secs(1);
 
 impl SuccessWindow {
     fn new(now: Instant) -> SuccessWindow {
@@ -248,14 +250,17 @@ impl SuccessWindow {
     }
 
     /// Successes per second over the window (over the time since `origin`
-    /// while that is shorter, but at least one slot).
+    /// while that is shorter, but at least `MIN_SPAN`).
     fn rate(&mut self, now: Instant) -> f64 {
         let slot = self.slot_of(now).max(self.newest);
         self.advance(slot);
         let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
         let since = now.saturating_duration_since(self.origin);
         let oldest = slot.saturating_sub(SLOTS as u64 - 1);
-        let covered = since.saturating_sub(SLOT * oldest as u32).max(SLOT);
+        // At least `MIN_SPAN`: right after start-up the server's own burst
+        // lets a few requests through at once, and dividing them by a few
+        // milliseconds would promise a rate it never sustains.
+        let covered = since.saturating_sub(SLOT * oldest as u32).max(MIN_SPAN);
         total as f64 / covered.as_secs_f64()
     }
 }
