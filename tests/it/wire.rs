@@ -649,7 +649,7 @@ async fn the_rate_adapts_to_a_quota_well_below_rate_limit() {
     );
     // The budget adapts within the first second already, so its share of
     // 429s is only a fraction; what counts is that the quota bit.
-    assert!(first.0 >= 5, "the quota bites at start-up: {first:?}");
+    assert!(first.0 >= 2, "the quota bites at start-up: {first:?}");
     assert!(
         last.2 < first.2 / 3.0,
         "first second {first:?}, last 2 s {last:?}"
