@@ -6,7 +6,7 @@
 
 pub mod raw;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use toml::Spanned;
 #[cfg(test)]
 use crate::watch::WatchKey;
 use crate::watch::ids::{Part, check_region};
-use crate::watch::{ExecutionRef, Origin, Watch, WatchSet};
+use crate::watch::{ExecutionRef, Labels, Origin, Watch, WatchSet};
 use raw::{RawError, RawMain, RawPoll, RawWatch};
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,9 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let region = aws.region.as_deref();
     let mut watches = WatchSet::default();
-    let count = add_watches(&main, &raw.watch, region, &mut watches)?;
+    // One copy of each distinct label set for every watch of every file.
+    let mut label_sets = HashSet::new();
+    let count = add_watches(&main, &raw.watch, region, &mut label_sets, &mut watches)?;
     let mut files = vec![FileSummary {
         path: path.to_path_buf(),
         watches: count,
@@ -192,7 +194,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
             text: &text,
         };
         let raw = raw::parse_include(&text).map_err(|e| source.raw_error(e))?;
-        let count = add_watches(&source, &raw.watch, region, &mut watches)?;
+        let count = add_watches(&source, &raw.watch, region, &mut label_sets, &mut watches)?;
         files.push(FileSummary {
             path: file,
             watches: count,
@@ -639,6 +641,7 @@ fn add_watches(
     src: &Source<'_>,
     watches: &[Spanned<RawWatch>],
     default_region: Option<&str>,
+    label_sets: &mut HashSet<Arc<Labels>>,
     set: &mut WatchSet,
 ) -> Result<usize, ConfigError> {
     // Tables come in file order: count lines from the previous table on, so
@@ -650,6 +653,12 @@ fn add_watches(
     for (i, raw) in watches.iter().enumerate() {
         let index = i + 1;
         let mut watch = build_watch(src, index, raw, default_region, &file)?;
+        match label_sets.get(&watch.labels) {
+            Some(known) => watch.labels = known.clone(),
+            None => {
+                label_sets.insert(watch.labels.clone());
+            }
+        }
         if let Some(region) = &mut watch.target.region {
             match regions.iter().find(|known| **known == *region) {
                 Some(known) => *region = known.clone(),
@@ -773,7 +782,7 @@ fn build_watch(
 
     Ok(Watch {
         target,
-        labels,
+        labels: Arc::new(labels),
         source: file.clone(),
     })
 }
@@ -1243,6 +1252,29 @@ mod tests {
     }
 
     #[test]
+    fn watches_with_the_same_labels_share_one_copy_across_files() {
+        let dir = Dir::new();
+        let watch = |id: &str, team: &str| {
+            format!(
+                "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"{id}\"\nlabels = {{ team = \"{team}\" }}\n"
+            )
+        };
+        dir.write("w/a.toml", &watch("a", "search"));
+        dir.write("w/b.toml", &watch("b", "search"));
+        let main = format!("include = [\"w/*.toml\"]\n{}", watch("c", "ads"));
+        let config = dir.load(&main).unwrap();
+        let labels: Vec<_> = config
+            .watches
+            .iter()
+            .map(|(_, w)| w.labels.clone())
+            .collect();
+        assert_eq!(labels.len(), 3);
+        let search: Vec<_> = labels.iter().filter(|l| l["team"] == "search").collect();
+        assert_eq!(search.len(), 2);
+        assert!(Arc::ptr_eq(search[0], search[1]), "one shared copy");
+    }
+
+    #[test]
     fn the_same_execution_in_two_files_is_one_watch_with_merged_labels() {
         let dir = Dir::new();
         dir.write(
@@ -1258,7 +1290,7 @@ mod tests {
         let (_, watch) = config.watches.iter().next().unwrap();
         assert_eq!(&*watch.source, dir.main());
         assert_eq!(
-            watch.labels,
+            *watch.labels,
             BTreeMap::from([
                 ("team".to_string(), "search".to_string()),
                 ("tier".to_string(), "gold".to_string())

@@ -30,12 +30,16 @@ impl fmt::Display for WatchKey {
     }
 }
 
+/// A watch's labels: name -> value.
+pub type Labels = BTreeMap<String, String>;
+
 /// One execution to watch, as the config gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watch {
     pub target: ExecutionRef,
-    /// Copied onto every event of this watch.
-    pub labels: BTreeMap<String, String>,
+    /// Copied onto every event of this watch; watches with the same labels
+    /// share one copy.
+    pub labels: Arc<Labels>,
     /// The file that listed it (the `source` of `watch.added`); shared by
     /// every watch of that file.
     pub source: Arc<Path>,
@@ -148,7 +152,7 @@ impl WatchSet {
             self.by_key.insert(key, Arc::new(watch));
             return Ok(());
         };
-        for (label, value) in &watch.labels {
+        for (label, value) in watch.labels.iter() {
             if let Some(first_value) = existing.labels.get(label)
                 && first_value != value
             {
@@ -166,7 +170,8 @@ impl WatchSet {
                 }));
             }
         }
-        Arc::make_mut(existing).labels.extend(watch.labels);
+        let merged = Arc::make_mut(&mut Arc::make_mut(existing).labels);
+        merged.extend(watch.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.merged += 1;
         Ok(())
     }
@@ -222,10 +227,12 @@ mod tests {
     fn watch(execution: &str, labels: &[(&str, &str)], source: &str) -> Watch {
         Watch {
             target: ExecutionRef::parse_parts("FLOW123456", "ALIAS12345", execution, None).unwrap(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: Arc::new(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             source: Path::new(source).into(),
         }
     }
@@ -246,7 +253,7 @@ mod tests {
         let arn = "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-1";
         let w = Watch {
             target: ExecutionRef::parse_arn(arn).unwrap(),
-            labels: BTreeMap::new(),
+            labels: Arc::default(),
             source: Path::new("a.toml").into(),
         };
         assert_eq!(w.key().as_str(), arn);
