@@ -26,9 +26,10 @@
 //!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
 //!   granted rate in K seconds, flattens there (where throttling happened),
 //!   then probes above it ever faster. K is the time of `RECOVERY_REQUESTS`
-//!   (50) requests at the granted rate, within 10..=60 s. Against a fixed
-//!   quota this gives one throttle about every 2 K, so about 1 throttled
-//!   request per 100, and a send rate within a few percent of the quota.
+//!   (100) requests at the granted rate, within 10..=60 s. Against a fixed
+//!   quota this gives one throttle about every 2 K, so at most about 1
+//!   throttled request per 200 (fewer at high rates, where K is 10 s), and
+//!   a send rate within a few percent of the quota.
 //! - The rate stays within [floor, `rate_limit`], floor =
 //!   max(0.1 req/s, `rate_limit` / 100) (but never above `rate_limit`).
 
@@ -42,7 +43,7 @@ const BETA: f64 = 0.9;
 const MAX_CUT: f64 = 0.5;
 /// The cubic climbs back to the granted rate in the time of this many
 /// requests at that rate, within `RECOVERY_SECS`.
-const RECOVERY_REQUESTS: f64 = 50.0;
+const RECOVERY_REQUESTS: f64 = 100.0;
 const RECOVERY_SECS: (f64, f64) = (10.0, 60.0);
 /// Lowest adapted rate, absolute (requests per second).
 const FLOOR_MIN: f64 = 0.1;
