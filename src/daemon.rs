@@ -148,9 +148,8 @@ pub struct Daemon<F: Fetch> {
     failed: usize,
     abandoned: usize,
     throttled: usize,
-    /// The last config read (or why it was refused), to tell a real change
-    /// from an echo.
-    last_loaded: Option<Result<Config, String>>,
+    /// Why the last reload was refused, to tell a real change from an echo.
+    last_error: Option<String>,
 }
 
 impl<F: Fetch> Daemon<F> {
@@ -169,9 +168,8 @@ impl<F: Fetch> Daemon<F> {
             failed: 0,
             abandoned: 0,
             throttled: 0,
-            last_loaded: None,
+            last_error: None,
         };
-        daemon.last_loaded = Some(Ok(daemon.config.clone()));
         let watches = daemon.config.watches.clone();
         daemon.check_regions(&watches)?;
         event::emit(&Event::DaemonStarted {
@@ -516,11 +514,15 @@ impl<F: Fetch> Daemon<F> {
             .map_err(DaemonError::from)
             .and_then(|new| self.check_regions(&new.watches).map(|()| new))
             .map_err(|error| error_chain(&error));
-        if trigger == Reload::Files && self.last_loaded.as_ref() == Some(&loaded) {
+        let echo = match &loaded {
+            Ok(new) => self.last_error.is_none() && *new == self.config,
+            Err(error) => self.last_error.as_ref() == Some(error),
+        };
+        if trigger == Reload::Files && echo {
             tracing::debug!("config files changed but read the same; nothing to reload");
             return;
         }
-        self.last_loaded = Some(loaded.clone());
+        self.last_error = loaded.as_ref().err().cloned();
         self.edges.notifier.reloading();
         if let Some(files) = &mut self.edges.files {
             // Before applying: the watched folders follow the include globs
@@ -536,8 +538,10 @@ impl<F: Fetch> Daemon<F> {
                 self.edges.metrics.reload(false);
             }
             Ok(new) => {
-                if new.poll != self.config.poll || new.aws != self.config.aws {
-                    tracing::warn!("[poll] and [aws] changes take effect on restart");
+                if Config::settings(&new) != Config::settings(&self.config) {
+                    tracing::warn!(
+                        "a reload applies the watch list; [aws], [poll], [log], [state] and [http] changes take effect on restart"
+                    );
                 }
                 let diff = self.config.watches.diff(&new.watches);
                 for key in &diff.removed {
@@ -562,8 +566,9 @@ impl<F: Fetch> Daemon<F> {
                     watches: new.watches.len(),
                 });
                 self.edges.metrics.reload(true);
-                self.config.watches = new.watches;
-                self.config.include = new.include;
+                // The config as last read: the next reload compares with it
+                // (settings beyond the watch list stay as they started).
+                self.config = new;
                 self.start_ready(now);
             }
         }

@@ -223,6 +223,11 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 impl Config {
+    /// Everything but the watch list and the files it came from.
+    pub fn settings(&self) -> impl PartialEq + '_ {
+        (&self.aws, &self.poll, &self.log, &self.state, &self.http)
+    }
+
     /// `flowwatch check`'s output: one line per file, then a total, e.g.
     /// `ok: 5 watches (1 duplicate merged) in 2 files, regions eu-west-1, us-east-1`.
     /// A watch whose region the AWS default chain will decide counts as `(default)`.
