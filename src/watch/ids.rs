@@ -128,38 +128,23 @@ impl ExecutionRef {
         }
 
         // Parents named inside an ARN must be the ones the other keys give.
-        if let Some(named) = &alias.flow
-            && *named != flow.id
-        {
-            return Err((
-                Part::Alias,
-                IdError(format!(
-                    "alias arn names flow {named} but flow is {}",
-                    flow.id
-                )),
-            ));
-        }
-        if let Some(named) = &execution.flow
-            && *named != flow.id
-        {
-            return Err((
-                Part::Execution,
-                IdError(format!(
-                    "execution arn names flow {named} but flow is {}",
-                    flow.id
-                )),
-            ));
-        }
-        if let Some(named) = &execution.alias
-            && *named != alias.id
-        {
-            return Err((
-                Part::Execution,
-                IdError(format!(
-                    "execution arn names alias {named} but alias is {}",
-                    alias.id
-                )),
-            ));
+        let parents = [
+            (Part::Alias, "flow", &alias.flow, &flow.id),
+            (Part::Execution, "flow", &execution.flow, &flow.id),
+            (Part::Execution, "alias", &execution.alias, &alias.id),
+        ];
+        for (part, parent, named, given) in parents {
+            if let Some(named) = named
+                && named != given
+            {
+                return Err((
+                    part,
+                    IdError(format!(
+                        "{} arn names {parent} {named} but {parent} is {given}",
+                        part.key()
+                    )),
+                ));
+            }
         }
 
         // Every ARN given must live in the same partition, region and account.

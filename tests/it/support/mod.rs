@@ -64,24 +64,8 @@ impl TestConfig {
 /// The real binary with credentials and a region from the environment only
 /// (no profile files, no IMDS), as an operator's would be.
 pub fn flowwatch(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flowwatch"));
-    command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "AKIDFLOWWATCHTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "flowwatch-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/flowwatch-test/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/flowwatch-test/credentials",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = flowwatch_without_config(args);
+    command.arg("--config").arg(config);
     command
 }
 
