@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error @ simulate::SimulateError::Scenario(_)) => fail(&error, CONFIG_ERROR),
                 Err(error) => fail(&error, 1),
             }
         }

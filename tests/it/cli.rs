@@ -296,3 +296,16 @@ async fn check_prints_a_line_per_file_and_a_summary_and_sends_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(sim.stats().total(), 0, "check sends no request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_with_a_bad_scenario_exits_2_naming_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, "quota = 5.0\nlatnecy = \"5ms\"\n").unwrap();
+    let mut command = flowwatch_without_config(&["simulate", "--listen", "127.0.0.1:0"]);
+    command.arg("--scenario").arg(&scenario);
+    let run = run_to_end(command).await;
+    assert_eq!(run.exit_code, 2, "stderr: {}", run.stderr);
+    let expected = format!("flowwatch: {}:2:1: latnecy:", scenario.display());
+    assert!(run.stderr.starts_with(&expected), "stderr: {}", run.stderr);
+}
