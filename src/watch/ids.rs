@@ -232,17 +232,11 @@ fn build_arn(scope: &ArnScope, flow: &str, alias: &str, execution: &str) -> Stri
 /// A `flowIdentifier`: a flow id or a flow ARN.
 pub fn parse_flow(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
-        if is_flow_id(s) {
-            return Ok(Named {
-                id: s.to_string(),
-                flow: None,
-                alias: None,
-                scope: None,
-            });
-        }
-        return Err(IdError(format!(
-            "{s:?} is not a flow id (10 letters or digits) or flow arn"
-        )));
+        return plain_id(
+            s,
+            is_flow_id,
+            "a flow id (10 letters or digits) or flow arn",
+        );
     }
     let (scope, resource) = parse_scope(s, "a flow arn")?;
     let Some((flow, None, None)) = split_resource(resource) else {
@@ -262,17 +256,11 @@ pub fn parse_flow(s: &str) -> Result<Named, IdError> {
 /// A `flowAliasIdentifier`: an alias id or an alias ARN.
 pub fn parse_alias(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
-        if is_alias_id(s) {
-            return Ok(Named {
-                id: s.to_string(),
-                flow: None,
-                alias: None,
-                scope: None,
-            });
-        }
-        return Err(IdError(format!(
-            "{s:?} is not an alias id (1 to 10 letters or digits) or alias arn"
-        )));
+        return plain_id(
+            s,
+            is_alias_id,
+            "an alias id (1 to 10 letters or digits) or alias arn",
+        );
     }
     let (scope, resource) = parse_scope(s, "an alias arn")?;
     let Some((flow, Some(alias), None)) = split_resource(resource) else {
@@ -293,17 +281,11 @@ pub fn parse_alias(s: &str) -> Result<Named, IdError> {
 /// An `executionIdentifier`: an execution id or an execution ARN.
 pub fn parse_execution(s: &str) -> Result<Named, IdError> {
     if !s.starts_with("arn:") {
-        if is_execution_id(s) {
-            return Ok(Named {
-                id: s.to_string(),
-                flow: None,
-                alias: None,
-                scope: None,
-            });
-        }
-        return Err(IdError(format!(
-            "{s:?} is not an execution id (1 to 36 letters, digits or '-') or execution arn"
-        )));
+        return plain_id(
+            s,
+            is_execution_id,
+            "an execution id (1 to 36 letters, digits or '-') or execution arn",
+        );
     }
     let parsed = ExecutionRef::parse_arn(s)?;
     let (scope, _) = parse_scope(s, "an execution arn")?;
@@ -312,6 +294,19 @@ pub fn parse_execution(s: &str) -> Result<Named, IdError> {
         flow: Some(parsed.flow),
         alias: Some(parsed.alias),
         scope: Some(scope),
+    })
+}
+
+/// An id given as itself (not inside an ARN): it names no parents.
+fn plain_id(s: &str, valid: fn(&str) -> bool, rule: &str) -> Result<Named, IdError> {
+    if !valid(s) {
+        return Err(IdError(format!("{s:?} is not {rule}")));
+    }
+    Ok(Named {
+        id: s.to_string(),
+        flow: None,
+        alias: None,
+        scope: None,
     })
 }
 
