@@ -347,11 +347,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn error(&self, span: Range<usize>, key: &str, problem: impl Into<String>) -> ScenarioError {
-        let start = span.start.min(self.text.len());
-        let before = self.text.get(..start).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let (line, column) = crate::config::raw::position(self.text, span.start);
         ScenarioError::Invalid {
             file: self.file.to_owned(),
             line,
