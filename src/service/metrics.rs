@@ -1,7 +1,9 @@
 //! The daemon's Prometheus metrics. The daemon records what happened
 //! (`poll`, `transition`, `throttled`, ...) and `/metrics` reads `encode`.
 //! Every family is named `flowwatch_*`; label values are the contract's
-//! strings (API statuses, poll outcomes, abandon reasons, regions).
+//! strings (API statuses, poll outcomes, abandon reasons, regions). Every
+//! counter series an alert may `rate()` exists from the first scrape at 0
+//! (issue 7.10): known label values up front, a region's once it is in use.
 //!
 //! Recording is cheap enough for hundreds of polls a second: a read lock and
 //! an atomic add. Label values known at compile time are borrowed, so only a
@@ -44,6 +46,9 @@ const POLL_OUTCOMES: [&str; 6] = [
     "invalid",
     "access_denied",
 ];
+/// The `to` of a transition the SDK has no name for: the server's raw
+/// string would make the label set unbounded (issue 7.10).
+const OTHER_STATUS: &str = "other";
 const ABANDON_REASONS: [&str; 4] = ["not_found", "invalid", "access_denied", "max_watch"];
 const RELOAD_RESULTS: [&str; 2] = ["ok", "failed"];
 
@@ -79,8 +84,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers every family. Series whose label values are known up front
-    /// (statuses, outcomes, reasons, results) start at 0; per-region series
-    /// appear on first use.
+    /// (statuses and `other`, outcomes, reasons, results) start at 0;
+    /// per-region series appear with `register_region` or first use.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("flowwatch");
         let watches = Family::<Label, Gauge>::default();
@@ -139,7 +144,7 @@ impl Metrics {
             let _ = watches.get_or_create(&label("status", Cow::Borrowed(status)));
         }
         // "abandoned" is a watch state, never a transition's `to`.
-        for status in &KNOWN_WATCH_STATUSES[..5] {
+        for status in KNOWN_WATCH_STATUSES[..5].iter().chain([&OTHER_STATUS]) {
             let _ = transitions.get_or_create(&label("to", Cow::Borrowed(status)));
         }
         for outcome in POLL_OUTCOMES {
@@ -175,11 +180,25 @@ impl Metrics {
         self.latency.observe(latency.as_secs_f64());
     }
 
-    /// Counts one reported transition to `to` (an API status string).
+    /// Counts one reported transition to `to` (an API status string); a
+    /// status outside the five the API documents counts as `other`.
     pub fn transition(&self, to: &str) {
+        let to = KNOWN_WATCH_STATUSES[..5]
+            .iter()
+            .find(|known| **known == to)
+            .map_or(OTHER_STATUS, |known| *known);
         self.transitions
-            .get_or_create(&label("to", status_value(to)))
+            .get_or_create(&label("to", Cow::Borrowed(to)))
             .inc();
+    }
+
+    /// Makes `region`'s per-region counters exist (at 0 until something
+    /// happens), so a `rate()` alert on throttles sees data from the first
+    /// scrape. Idempotent and cheap; `set_rate` calls it too.
+    pub fn register_region(&self, region: &str) {
+        let _ = self
+            .throttles
+            .get_or_create(&label("region", Cow::Owned(region.to_string())));
     }
 
     /// Counts one `ThrottlingException` from `region`.
@@ -189,8 +208,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the adapted rate budget of `region`, in requests per second.
+    /// Sets the adapted rate budget of `region`, in requests per second; the
+    /// region counts as in use from then on (`register_region`).
     pub fn set_rate(&self, region: &str, per_second: f64) {
+        self.register_region(region);
         self.rate
             .get_or_create(&label("region", Cow::Owned(region.to_string())))
             .set(per_second);
@@ -369,7 +390,6 @@ mod tests {
         m.transition("Running");
         m.transition("Succeeded");
         m.transition("Running");
-        m.transition("InProgress");
         m.throttled("us-east-1");
         m.throttled("us-east-1");
         m.reload(true);
@@ -383,10 +403,6 @@ mod tests {
         );
         assert_eq!(
             sample(&text, r#"flowwatch_transitions_total{to="Succeeded"}"#),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(&text, r#"flowwatch_transitions_total{to="InProgress"}"#),
             Some(1.0)
         );
         assert_eq!(
@@ -416,11 +432,54 @@ mod tests {
             r#"flowwatch_abandoned_total{reason="max_watch"}"#,
             r#"flowwatch_reloads_total{result="failed"}"#,
             r#"flowwatch_watches{status="abandoned"}"#,
+            r#"flowwatch_transitions_total{to="other"}"#,
         ] {
             assert_eq!(sample(&text, series), Some(0.0), "{series} in:\n{text}");
         }
         assert!(!text.contains("region="), "{text}");
         assert!(!text.contains(r#"to="abandoned""#), "{text}");
+    }
+
+    #[test]
+    fn a_status_the_api_does_not_document_counts_as_other() {
+        let m = Metrics::new();
+        m.transition("InProgress");
+        m.transition("Paused; drop table");
+        m.transition("Running");
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, r#"flowwatch_transitions_total{to="other"}"#),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, r#"flowwatch_transitions_total{to="Running"}"#),
+            Some(1.0)
+        );
+        let to_values = text
+            .lines()
+            .filter(|l| l.starts_with("flowwatch_transitions_total{"))
+            .count();
+        assert_eq!(to_values, 6, "{text}");
+    }
+
+    #[test]
+    fn a_region_in_use_has_its_throttle_counter_at_zero_before_any_throttle() {
+        let m = Metrics::new();
+        m.register_region("eu-west-1");
+        m.set_rate("us-east-1", 10.0);
+        let text = m.encode();
+        for region in ["eu-west-1", "us-east-1"] {
+            let series = format!(r#"flowwatch_throttles_total{{region="{region}"}}"#);
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in:\n{text}");
+        }
+        m.register_region("eu-west-1");
+        m.throttled("eu-west-1");
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, r#"flowwatch_throttles_total{region="eu-west-1"}"#),
+            Some(1.0)
+        );
     }
 
     #[test]

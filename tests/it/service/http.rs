@@ -157,6 +157,17 @@ async fn health_readiness_and_metrics_follow_the_daemon() {
         Some(0.0),
         "{text}"
     );
+    // Alerts on `rate()` need every counter from the first scrape (issue 7.10).
+    assert_eq!(
+        sample(text, r#"flowwatch_throttles_total{region="us-east-1"}"#),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, r#"flowwatch_transitions_total{to="other"}"#),
+        Some(0.0),
+        "{text}"
+    );
 
     daemon.signal("HUP");
     daemon
