@@ -68,6 +68,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error("no region for watch {watch}: set [aws] region, the watch's region, or AWS_REGION")]
     NoRegion { watch: String },
+    #[error(transparent)]
+    State(#[from] state::StateError),
     #[error("cannot serve http on {listen}")]
     Http {
         listen: std::net::SocketAddr,
@@ -854,7 +856,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     let (state, restored) = match &config.state {
         None => (None, Snapshot::default()),
         Some(settings) => {
-            let restored = match state::load(&settings.path) {
+            let lock = state::lock(&settings.path)?;
+            let restored = match state::load(&settings.path)? {
                 Loaded::Fresh => Snapshot::default(),
                 Loaded::Restored(snapshot) => snapshot,
                 Loaded::SetAside { moved_to, error } => {
@@ -866,7 +869,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
                     Snapshot::default()
                 }
             };
-            let writer = StateWriter::spawn(settings.path.clone(), restored.clone(), STATE_EVERY);
+            let writer = StateWriter::spawn(lock, restored.clone(), STATE_EVERY);
             (Some(writer), restored)
         }
     };

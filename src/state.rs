@@ -8,11 +8,19 @@
 //! `StateWriter` coalesces: the daemon marks every change in memory, and a
 //! background task writes at most once per period, off the async threads, so
 //! 100k watches don't rewrite the file on every poll. `flush` writes at once
-//! (shutdown). A corrupt or unreadable file is renamed aside, never fatal.
+//! (shutdown).
+//!
+//! The file is one daemon's alone (issue 7.7): `lock` takes an exclusive
+//! `flock` on `<path>.lock` (holding the holder's pid) for as long as the
+//! writer lives, so a second daemon on the same path fails at start-up. A
+//! file whose content does not parse is renamed aside, never fatal; one that
+//! cannot be read at all (a directory, no permission) is a start-up error,
+//! since renaming it would hide an operator's mistake, not corruption.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,13 +53,111 @@ pub struct Snapshot {
     pub watches: BTreeMap<String, SavedWatch>,
 }
 
+/// Why the state file cannot be used at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {} is in use by another flowwatch{}", .path.display(), holder(*.pid))]
+    Locked { path: PathBuf, pid: Option<u32> },
+    #[error("cannot lock state file {}", .path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read state file {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+}
+
+/// The exclusive hold on one state path; released when dropped (or when
+/// the process ends, however it ends).
+#[derive(Debug)]
+pub struct StateLock {
+    path: PathBuf,
+    /// The locked `<path>.lock`; the lock lives as long as this descriptor.
+    _file: File,
+}
+
+impl StateLock {
+    /// The state file this lock guards.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `<path>.lock`, next to the state file. Not the state file itself: each
+/// write renames a new file over it, which would drop a lock held on it.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock for `path` without waiting, creating the parent
+/// directory (0700) and the lock file (0600) when missing, and writes this
+/// process's pid into it. Another process holding it is `Locked`, with its
+/// pid when the lock file names one.
+pub fn lock(path: &Path) -> Result<StateLock, StateError> {
+    let lock_path = lock_path(path);
+    let failed = |source| StateError::Lock {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // the holder's pid stays readable until we hold it
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StateError::Locked {
+                path: path.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(fs::TryLockError::Error(source)) => return Err(failed(source)),
+    }
+    // The pid is a courtesy for the next one's message: failing to write
+    // it does not make the lock less ours.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(StateLock {
+        path: path.to_path_buf(),
+        _file: file,
+    })
+}
+
 /// What `load` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Loaded {
     /// No state file yet: start with nothing saved.
     Fresh,
     Restored(Snapshot),
-    /// The file could not be used; it was renamed to `moved_to` and the daemon
+    /// The file's content could not be used; it was renamed to `moved_to` and the daemon
     /// starts fresh (emit `Event::StateSetAside`). When the rename failed too,
     /// `error` says so and nothing exists at `moved_to`.
     SetAside {
@@ -79,21 +185,27 @@ struct OnDiskRef<'a> {
     watches: &'a BTreeMap<String, SavedWatch>,
 }
 
-/// Reads the state file. Never panics and never fails: a missing file is
-/// `Fresh`; an unreadable, corrupt or unknown-version file is renamed to
-/// `<name>.corrupt-<unix secs>` (with `-N` added if that name is taken) and
-/// reported as `SetAside`.
-pub fn load(path: &Path) -> Loaded {
+/// Reads the state file. Never panics: a missing file is `Fresh`; a corrupt
+/// or unknown-version file is renamed to `<name>.corrupt-<unix secs>` (with
+/// `-N` added if that name is taken) and reported as `SetAside`. A path
+/// that cannot be read (a directory, no permission) is left where it is and
+/// is a `StateError::Read`.
+pub fn load(path: &Path) -> Result<Loaded, StateError> {
     let problem = match fs::read(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Fresh,
-        Err(e) => format!("cannot read {}: {e}", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         Ok(bytes) => match parse(&bytes) {
-            Ok(snapshot) => return Loaded::Restored(snapshot),
+            Ok(snapshot) => return Ok(Loaded::Restored(snapshot)),
             Err(problem) => format!("{}: {problem}", path.display()),
         },
     };
     let moved_to = aside_path(path, unix_secs_now());
-    match fs::rename(path, &moved_to) {
+    Ok(match fs::rename(path, &moved_to) {
         Ok(()) => Loaded::SetAside {
             moved_to,
             error: problem,
@@ -102,7 +214,7 @@ pub fn load(path: &Path) -> Loaded {
             error: format!("{problem}; cannot rename it to {}: {e}", moved_to.display()),
             moved_to,
         },
-    }
+    })
 }
 
 /// Parses the file's bytes; the error is a short phrase for the event.
@@ -214,6 +326,8 @@ fn write_then_rename(temp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> io::
 pub struct StateWriter {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    /// Held for as long as this writer may write.
+    _lock: StateLock,
 }
 
 struct Shared {
@@ -247,12 +361,13 @@ impl Pending {
 }
 
 impl StateWriter {
-    /// Starts the periodic writer with what `load` restored (or an empty
-    /// snapshot). Nothing is written until something changes or `flush`.
+    /// Starts the periodic writer for the path `lock` holds, with what
+    /// `load` restored (or an empty snapshot), and keeps the lock until
+    /// dropped. Nothing is written until something changes or `flush`.
     /// Must be called inside a tokio runtime.
-    pub fn spawn(path: PathBuf, initial: Snapshot, every: Duration) -> StateWriter {
+    pub fn spawn(lock: StateLock, initial: Snapshot, every: Duration) -> StateWriter {
         let shared = Arc::new(Shared {
-            path,
+            path: lock.path().to_path_buf(),
             pending: Mutex::new(Pending {
                 watches: initial.watches,
                 ..Pending::default()
@@ -261,7 +376,11 @@ impl StateWriter {
             writes: AtomicU64::new(0),
         });
         let task = tokio::spawn(write_periodically(Arc::clone(&shared), every));
-        StateWriter { shared, task }
+        StateWriter {
+            shared,
+            task,
+            _lock: lock,
+        }
     }
 
     /// Records a watch's latest saved facts; written with the next period.
@@ -389,7 +508,7 @@ mod tests {
     }
 
     fn restored(path: &Path) -> Snapshot {
-        match load(path) {
+        match load(path).expect("a readable path") {
             Loaded::Restored(s) => s,
             other => panic!("expected Restored, got {other:?}"),
         }
@@ -423,7 +542,7 @@ mod tests {
     #[test]
     fn a_missing_file_loads_fresh() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(&dir.path().join("state.json")), Loaded::Fresh);
+        assert_eq!(load(&dir.path().join("state.json")).unwrap(), Loaded::Fresh);
     }
 
     #[test]
@@ -470,7 +589,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, bytes).unwrap();
-        match load(&path) {
+        match load(&path).expect("a readable file") {
             Loaded::SetAside { moved_to, error } => {
                 assert!(!path.exists(), "the bad file is still in place");
                 assert_eq!(fs::read(&moved_to).unwrap(), bytes, "moved to {moved_to:?}");
@@ -523,18 +642,87 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_path_is_set_aside_not_fatal() {
+    fn a_directory_in_place_of_the_file_is_an_error_and_stays_where_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        fs::create_dir(&path).unwrap(); // reading a directory fails
+        fs::create_dir(&path).unwrap();
         match load(&path) {
-            Loaded::SetAside { moved_to, error } => {
-                assert!(moved_to.is_dir(), "moved to {moved_to:?}");
-                assert!(error.contains("cannot read"), "error: {error}");
+            Err(error @ StateError::Read { .. }) => {
+                assert!(error.to_string().contains("state.json"), "{error}");
             }
-            other => panic!("expected SetAside, got {other:?}"),
+            other => panic!("expected a read error, got {other:?}"),
         }
-        assert_eq!(load(&path), Loaded::Fresh);
+        assert!(path.is_dir(), "the directory was moved");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "folder holds {names:?}");
+    }
+
+    #[test]
+    fn a_file_without_read_permission_is_an_error_and_stays_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, br#"{"version":1,"watches":{}}"#).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read(&path).is_ok() {
+            return; // running as root: permissions do not stop us
+        }
+        assert!(matches!(load(&path), Err(StateError::Read { .. })));
+        assert!(path.exists(), "the file was moved");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load(&path).unwrap(), Loaded::Restored(Snapshot::default()));
+    }
+
+    #[test]
+    fn a_second_lock_on_one_path_fails_naming_the_file_and_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = lock(&path).expect("the first lock");
+        // flock locks belong to an open file: a second open in this very
+        // process conflicts just as another daemon would.
+        match lock(&path) {
+            Err(StateError::Locked { path: named, pid }) => {
+                assert_eq!(named, path);
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let message = lock(&path).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "state file {} is in use by another flowwatch (pid {})",
+                path.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        lock(&path).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn the_lock_lives_next_to_the_file_and_its_directory_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/lib/flowwatch/state.json");
+        let _held = lock(&path).expect("lock");
+        let lock_file = dir.path().join("var/lib/flowwatch/state.json.lock");
+        assert_eq!(lock_path(&path), lock_file);
+        let text = fs::read_to_string(&lock_file).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+        let mode = fs::metadata(&lock_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
+
+    #[tokio::test]
+    async fn the_writer_holds_the_lock_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::spawn(lock(&path).unwrap(), Snapshot::default(), NEVER);
+        assert!(matches!(lock(&path), Err(StateError::Locked { .. })));
+        drop(writer);
+        assert!(lock(&path).is_ok());
     }
 
     #[test]
@@ -582,7 +770,7 @@ mod tests {
     async fn marks_are_not_written_before_the_period_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let writer = StateWriter::spawn(path.clone(), Snapshot::default(), NEVER);
+        let writer = StateWriter::spawn(lock(&path).unwrap(), Snapshot::default(), NEVER);
         for i in 0..1000 {
             writer.mark(&format!("k{i}"), saved("Running", i));
         }
@@ -596,7 +784,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let initial = snapshot(&[("old", saved("Running", 1)), ("gone", saved("Running", 2))]);
-        let writer = StateWriter::spawn(path.clone(), initial, NEVER);
+        let writer = StateWriter::spawn(lock(&path).unwrap(), initial, NEVER);
         writer.mark("old", saved("Succeeded", 5));
         writer.mark("new", saved("Running", 1));
         writer.forget("gone");
@@ -611,7 +799,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let initial = snapshot(&[("k", saved("Running", 1))]);
-        let writer = StateWriter::spawn(path.clone(), initial.clone(), NEVER);
+        let writer = StateWriter::spawn(lock(&path).unwrap(), initial.clone(), NEVER);
         writer.flush().await.unwrap();
         assert_eq!(restored(&path), initial);
     }
@@ -620,8 +808,11 @@ mod tests {
     async fn the_periodic_task_writes_marks_and_skips_unchanged_periods() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let writer =
-            StateWriter::spawn(path.clone(), Snapshot::default(), Duration::from_millis(20));
+        let writer = StateWriter::spawn(
+            lock(&path).unwrap(),
+            Snapshot::default(),
+            Duration::from_millis(20),
+        );
         for i in 0..1000 {
             writer.mark(&format!("k{i}"), saved("Running", i));
         }
@@ -642,10 +833,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_is_reported_and_kept_pending() {
         let dir = tempfile::tempdir().unwrap();
-        let blocker = dir.path().join("not-a-dir");
-        fs::write(&blocker, b"").unwrap();
-        let path = blocker.join("state.json"); // parent is a file: writes fail
-        let writer = StateWriter::spawn(path, Snapshot::default(), NEVER);
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::spawn(lock(&path).unwrap(), Snapshot::default(), NEVER);
+        // A non-empty directory in the file's place: the rename fails.
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), b"").unwrap();
         writer.mark("k", saved("Running", 1));
         assert!(writer.flush().await.is_err());
         assert_eq!(writer.writes(), 0);
@@ -656,7 +848,7 @@ mod tests {
     async fn marking_an_unchanged_value_does_not_dirty_the_state() {
         let initial = snapshot(&[("k", saved("Running", 1))]);
         let dir = tempfile::tempdir().unwrap();
-        let writer = StateWriter::spawn(dir.path().join("s.json"), initial, NEVER);
+        let writer = StateWriter::spawn(lock(&dir.path().join("s.json")).unwrap(), initial, NEVER);
         writer.mark("k", saved("Running", 1));
         writer.forget("absent");
         assert!(!writer.shared.lock_pending().dirty);

@@ -167,3 +167,65 @@ async fn a_corrupt_state_file_is_set_aside_and_the_daemon_starts_fresh() {
     stop(daemon).await;
     assert_eq!(saved_status(&dir, "run-c").as_deref(), Some("Succeeded"));
 }
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_state_file_exits_1_naming_the_file_and_the_holder() {
+    let sim = support::simulator(&execution("run-l", None)).await;
+    let dir = Dir::new();
+    let body = format!("{}{}", state_table(&dir), watch("run-l"));
+    dir.write("flowwatch.toml", &config_text(&sim, "", &body));
+
+    let first = start(&dir.config());
+    first
+        .wait_for("the first daemon to see run-l", SOON, |e| {
+            reached(e, "run-l", "Running")
+        })
+        .await;
+    let second = support::run_once(&dir.config()).await;
+    assert_eq!(second.exit_code, 1, "{}\n{}", second.events, second.stderr);
+    let state_file = dir.path("state.json").display().to_string();
+    assert!(
+        second.stderr.contains(&state_file) && second.stderr.contains("in use"),
+        "stderr: {}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!("(pid {})", first.pid())),
+        "stderr: {}",
+        second.stderr
+    );
+    assert!(
+        second.events.named("execution.transition").is_empty(),
+        "{}",
+        second.events
+    );
+    // The first one is untouched and still owns its file.
+    stop(first).await;
+    assert_eq!(saved_status(&dir, "run-l").as_deref(), Some("Running"));
+}
+
+#[tokio::test]
+async fn a_directory_where_the_state_file_should_be_is_a_start_up_error_and_stays() {
+    let sim = support::simulator(&execution("run-d", None)).await;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("state.json")).unwrap();
+    let body = format!("{}{}", state_table(&dir), watch("run-d"));
+    dir.write("flowwatch.toml", &config_text(&sim, "", &body));
+
+    let run = support::run_once(&dir.config()).await;
+    assert_eq!(run.exit_code, 1, "{}\n{}", run.events, run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot read state file {}",
+            dir.path("state.json").display()
+        )),
+        "stderr: {}",
+        run.stderr
+    );
+    assert!(
+        run.events.named("state.set_aside").is_empty(),
+        "{}",
+        run.events
+    );
+    assert!(dir.path("state.json").is_dir(), "the directory was moved");
+}
