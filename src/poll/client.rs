@@ -5,15 +5,17 @@
 //! error: every failure the service or the network can produce is data here
 //! (contract: "the daemon owns retries", so every attempt is one request).
 //! `classify` (in classify.rs) is the pure half and holds every rule of the
-//! mapping; wire_tests.rs runs both halves against a loopback server.
+//! mapping; wire_tests.rs runs both halves against a loopback server. Every
+//! outcome leaves through `scrub`, with the credentials in use as secrets
+//! (issue 7.9: an error message can quote the session token).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_bedrockagentruntime::Client;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 use aws_smithy_types::retry::RetryConfig;
@@ -26,7 +28,7 @@ mod classify;
 #[cfg(test)]
 mod wire_tests;
 
-pub use classify::classify;
+pub use classify::{MAX_TEXT_CHARS, REDACTED, Secrets, classify, scrub};
 
 /// What one request needs: the ids to send and the region to send them to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +60,27 @@ struct Inner {
     /// if the environment offers a Bedrock bearer token.
     pin_sigv4: bool,
     clients: Mutex<HashMap<Arc<str>, Client>>,
+    /// The secrets of the credentials in use, resolved on the first answer
+    /// and again when they expire. Async: resolving may ask IMDS or STS,
+    /// and concurrent first answers should wait for one resolution.
+    secrets: tokio::sync::Mutex<Option<KnownSecrets>>,
 }
+
+/// Secrets resolved from the credentials provider, and until when they hold.
+struct KnownSecrets {
+    /// The current credentials' secrets (with the previous ones', if any).
+    secrets: Arc<Secrets>,
+    /// The current ones alone, to carry over to the next resolution.
+    current: Secrets,
+    /// Resolve again from here on; `None`: credentials that never expire.
+    refresh_at: Option<SystemTime>,
+}
+
+/// Credentials are looked at again this long before they expire (the SDK
+/// refreshes its own cached identity around then too).
+const SECRETS_REFRESH_EARLY: Duration = Duration::from_secs(300);
+/// After failing to resolve credentials, try again after this long.
+const SECRETS_RETRY: Duration = Duration::from_secs(60);
 
 const SIGV4: AuthSchemeId = AuthSchemeId::new("sigv4");
 
@@ -104,6 +126,7 @@ impl SdkFetcher {
                 timeouts,
                 pin_sigv4,
                 clients: Mutex::new(HashMap::new()),
+                secrets: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -141,6 +164,47 @@ impl SdkFetcher {
         clients.insert(region.clone(), client.clone());
         client
     }
+
+    /// The secrets to redact from what the service says: the secret access
+    /// key and session token of the credentials in use, and a Bedrock bearer
+    /// token from the environment. Cached until the credentials expire.
+    async fn secrets(&self) -> Arc<Secrets> {
+        let mut known = self.inner.secrets.lock().await;
+        let now = SystemTime::now();
+        if let Some(k) = known.as_ref()
+            && k.refresh_at.is_none_or(|at| now < at)
+        {
+            return Arc::clone(&k.secrets);
+        }
+        let credentials = match self.inner.shared.credentials_provider() {
+            Some(provider) => provider.provide_credentials().await.ok(),
+            None => None,
+        };
+        let bearer = std::env::var("AWS_BEARER_TOKEN_BEDROCK").ok();
+        let current = Secrets::new(
+            credentials
+                .iter()
+                .flat_map(|c| [Some(c.secret_access_key()), c.session_token()])
+                .flatten()
+                .chain(bearer.as_deref()),
+        );
+        let refresh_at = match &credentials {
+            Some(c) => c
+                .expiry()
+                .map(|at| at.checked_sub(SECRETS_REFRESH_EARLY).unwrap_or(at)),
+            None => Some(now + SECRETS_RETRY),
+        };
+        let secrets = match known.take() {
+            Some(previous) => Arc::new(current.and(&previous.current)),
+            None => Arc::new(current.clone()),
+        };
+        *known = Some(KnownSecrets {
+            secrets: Arc::clone(&secrets),
+            current,
+            refresh_at,
+        });
+        secrets
+    }
 }
 
 impl Fetch for SdkFetcher {
@@ -151,6 +215,10 @@ impl Fetch for SdkFetcher {
             .flow_identifier(&*target.flow)
             .flow_alias_identifier(&*target.alias)
             .execution_identifier(&*target.execution);
-        async move { classify(request.send().await) }
+        let fetcher = self.clone();
+        async move {
+            let outcome = classify(request.send().await);
+            scrub(outcome, &*fetcher.secrets().await)
+        }
     }
 }

@@ -6,3 +6,4 @@ mod daemon_loop;
 mod wire;
 mod cli;
 mod service;
+mod secrets;

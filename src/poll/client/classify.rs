@@ -4,6 +4,10 @@
 //!
 //! Reads the error's `code()`/`message()` and the raw response's status and
 //! headers; never the SDK error's `Display` (it only says "service error").
+//!
+//! `scrub` makes the outcome safe to print (issue 7.9): every text that came
+//! from the other end has the credentials in use redacted and is capped in
+//! length, since it goes into events at ERROR, for up to a day.
 
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -227,6 +231,139 @@ fn modeled(err: &GetFlowExecutionError) -> Option<(&'static str, Option<&str>)> 
         E::ThrottlingException(e) => Some(("ThrottlingException", e.message())),
         E::ValidationException(e) => Some(("ValidationException", e.message())),
         _ => None,
+    }
+}
+
+/// The longest service-provided text that goes into an event, in chars
+/// (the cut ones end in `…`).
+pub const MAX_TEXT_CHARS: usize = 512;
+
+/// What stands in for a secret in printed text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Shorter values are not treated as secrets: redacting them would blank
+/// out ordinary words (real secret keys and tokens are 40+ chars).
+const MIN_SECRET_CHARS: usize = 8;
+
+/// Values that must never be printed: the secret access key, the session
+/// token, a bearer token. Each is matched as is and percent-encoded (a
+/// canonical request quotes the query string encoded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    values: Vec<String>,
+}
+
+impl Secrets {
+    /// Secrets from `values`; empty and short values are skipped.
+    pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Secrets {
+        let mut secrets = Secrets::default();
+        for value in values {
+            let value = value.as_ref();
+            if value.chars().count() < MIN_SECRET_CHARS {
+                continue;
+            }
+            for form in [value.to_string(), percent_encode(value)] {
+                if !secrets.values.contains(&form) {
+                    secrets.values.push(form);
+                }
+            }
+        }
+        // Longest first, so a secret containing another is redacted whole.
+        secrets.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        secrets
+    }
+
+    /// `self` and `other` together (credentials just replaced: an answer to
+    /// a request signed with the old ones may still arrive).
+    pub fn and(&self, other: &Secrets) -> Secrets {
+        Secrets::new(self.values.iter().chain(&other.values))
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.values {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+
+    /// `redact`, then capped at [`MAX_TEXT_CHARS`] (the cut text ends in `…`).
+    pub fn printable(&self, text: &str) -> String {
+        cap(self.redact(text))
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters,
+/// as SigV4 encodes a canonical query string.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn cap(text: String) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS - 1) {
+        Some((cut, _)) if text.chars().count() > MAX_TEXT_CHARS => format!("{}…", &text[..cut]),
+        _ => text,
+    }
+}
+
+/// `outcome` safe to print: every text the other end supplied has `secrets`
+/// redacted; messages, codes, node names and unknown statuses are also
+/// capped. The execution ARN and flow version are redacted only (they are
+/// identities, and the API bounds them).
+pub fn scrub(outcome: PollOutcome, secrets: &Secrets) -> PollOutcome {
+    let text = |s: String| secrets.printable(&s);
+    match outcome {
+        PollOutcome::Observed(o) => PollOutcome::Observed(Observation {
+            status: match o.status {
+                Status::Other(raw) => Status::Other(text(raw)),
+                known => known,
+            },
+            execution_arn: o.execution_arn.map(|s| secrets.redact(&s)),
+            flow_version: o.flow_version.map(|s| secrets.redact(&s)),
+            errors: o
+                .errors
+                .into_iter()
+                .map(|e| NodeError {
+                    error: text(e.error),
+                    message: text(e.message),
+                    node: e.node.map(text),
+                })
+                .collect(),
+            ..o
+        }),
+        PollOutcome::Throttled { retry_after } => PollOutcome::Throttled { retry_after },
+        PollOutcome::Failed {
+            kind,
+            code,
+            message,
+            retry_after,
+        } => PollOutcome::Failed {
+            kind,
+            code: code.map(text),
+            message: text(message),
+            retry_after,
+        },
+        PollOutcome::NotFound { message } => PollOutcome::NotFound {
+            message: text(message),
+        },
+        PollOutcome::Invalid { message } => PollOutcome::Invalid {
+            message: text(message),
+        },
+        PollOutcome::AccessDenied { code, message } => PollOutcome::AccessDenied {
+            code: text(code),
+            message: text(message),
+        },
     }
 }
 
@@ -555,6 +692,76 @@ mod tests {
             } => assert!(message.contains("no credentials"), "{message}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    const TOKEN: &str = "MARKERtoken/with+slash=";
+
+    #[test]
+    fn a_secret_in_a_message_is_redacted_as_is_and_percent_encoded() {
+        let secrets = Secrets::new(["wJalrXUtnFEMI/K7MDENG", TOKEN, "short", ""]);
+        let message = format!(
+            "signature mismatch: x-amz-security-token:{TOKEN}\nX-Amz-Security-Token={}&k=wJalrXUtnFEMI/K7MDENG short",
+            percent_encode(TOKEN)
+        );
+        let outcome = scrub(
+            service(
+                generic("InvalidSignatureException", &message),
+                response(403, &[]),
+            ),
+            &secrets,
+        );
+        let PollOutcome::AccessDenied { message, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(!message.contains("MARKER"), "{message}");
+        assert!(!message.contains("wJalrXUtnFEMI"), "{message}");
+        assert_eq!(message.matches(REDACTED).count(), 3, "{message}");
+        assert!(
+            message.ends_with(" short"),
+            "short values are no secrets: {message}"
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_capped_with_an_ellipsis() {
+        let long = "é".repeat(5000);
+        let outcome = scrub(
+            service(
+                generic("InternalServerException", &long),
+                response(500, &[]),
+            ),
+            &Secrets::default(),
+        );
+        let PollOutcome::Failed { message, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(message.chars().count(), MAX_TEXT_CHARS);
+        assert!(message.ends_with("é…"), "{message}");
+        let short = Secrets::default().printable("fine as it is");
+        assert_eq!(short, "fine as it is");
+        let exact = "x".repeat(MAX_TEXT_CHARS);
+        assert_eq!(Secrets::default().printable(&exact), exact);
+    }
+
+    #[test]
+    fn every_text_of_an_observation_is_scrubbed() {
+        let secrets = Secrets::new([TOKEN]);
+        let observed = PollOutcome::Observed(Observation {
+            status: Status::Other(format!("Odd{TOKEN}")),
+            execution_arn: Some(format!("arn:{TOKEN}")),
+            flow_version: Some("1".into()),
+            started_at: None,
+            ended_at: None,
+            errors: vec![NodeError {
+                error: TOKEN.into(),
+                message: format!("node said {TOKEN}"),
+                node: Some(TOKEN.into()),
+            }],
+        });
+        let text = format!("{:?}", scrub(observed, &secrets));
+        assert!(!text.contains("MARKER"), "{text}");
+        let throttled = PollOutcome::Throttled { retry_after: None };
+        assert_eq!(scrub(throttled.clone(), &secrets), throttled);
     }
 
     #[test]
