@@ -13,6 +13,7 @@
 
 pub mod config; // the TOML file and its includes, validated into `Config`
 pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod discover; // pure: flow discovery walks and the seen records (issue 9; wiring pending)
 pub mod demo;
 pub mod event; // the contract's event vocabulary and the formatter that writes it
 pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
