@@ -6,6 +6,7 @@
 //! Both operations answer at most 10 items per page whatever `maxResults`
 //! says, so every read is one page and the caller follows `next_token`.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -166,6 +167,28 @@ impl ReadFailure {
                 *retry_after
             }
             _ => None,
+        }
+    }
+}
+
+/// For people: `throttled`, `server: InternalServerException: oops`,
+/// `access denied: AccessDeniedException: ...`.
+impl fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadFailure::Throttled { .. } => f.write_str("throttled"),
+            ReadFailure::Failed {
+                kind,
+                code: Some(code),
+                message,
+                ..
+            } => write!(f, "{}: {code}: {message}", kind.as_str()),
+            ReadFailure::Failed { kind, message, .. } => write!(f, "{}: {message}", kind.as_str()),
+            ReadFailure::NotFound { message } => write!(f, "not found: {message}"),
+            ReadFailure::Invalid { message } => write!(f, "invalid: {message}"),
+            ReadFailure::AccessDenied { code, message } => {
+                write!(f, "access denied: {code}: {message}")
+            }
         }
     }
 }
