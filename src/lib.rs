@@ -13,7 +13,9 @@
 
 pub mod config; // the TOML file and its includes, validated into `Config`
 pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod discover; // pure: flow discovery walks and the seen records (issue 9; wiring pending)
 pub mod demo;
+pub mod details; // pure: the failure-details fetch plan per ended execution (issue 9; wiring pending)
 pub mod event; // the contract's event vocabulary and the formatter that writes it
 pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
 pub mod schedule; // pure: who is due, the per-region rate budget, backoff

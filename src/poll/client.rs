@@ -138,7 +138,7 @@ impl SdkFetcher {
 
     /// The client for `region`, built on first use. An empty region means the
     /// shared config's.
-    fn client(&self, region: &Arc<str>) -> Client {
+    pub(super) fn client(&self, region: &Arc<str>) -> Client {
         let mut clients = self
             .inner
             .clients
