@@ -23,11 +23,12 @@ pub(super) fn folder_of(path: &Path) -> PathBuf {
 
 /// The `include` list: at the top, or (as TOML reads the contract's own
 /// example, where `include` follows `[http]`) inside one settings table.
-/// Given in two places, it is refused rather than guessed at.
+/// Given in two places, it is refused rather than guessed at. Comes with the
+/// dotted key it was found at, for errors about its globs.
 pub(super) fn one_include<'a>(
     src: &Source<'_>,
     raw: &'a RawMain,
-) -> Result<Option<&'a Spanned<Vec<Spanned<String>>>>, ConfigError> {
+) -> Result<Option<(&'static str, &'a Spanned<Vec<Spanned<String>>>)>, ConfigError> {
     let places = [
         ("include", raw.include.as_ref()),
         ("aws.include", raw.aws.include.as_ref()),
@@ -42,7 +43,7 @@ pub(super) fn one_include<'a>(
             raw.http.as_ref().and_then(|h| h.include.as_ref()),
         ),
     ];
-    let mut found: Option<(&str, &'a Spanned<Vec<Spanned<String>>>)> = None;
+    let mut found: Option<(&'static str, &'a Spanned<Vec<Spanned<String>>>)> = None;
     for (key, value) in places {
         let Some(value) = value else { continue };
         if let Some((first, _)) = found {
@@ -54,13 +55,16 @@ pub(super) fn one_include<'a>(
         }
         found = Some((key, value));
     }
-    Ok(found.map(|(_, value)| value))
+    Ok(found)
 }
 
 /// Each glob made absolute against the main file's folder (whose own glob
-/// characters are escaped), and checked as a pattern.
+/// characters are escaped), and checked both as a pattern and as the walk
+/// will split it into folders: `w[/]x.toml` is a fine pattern, but its
+/// folders `w[` and `]x.toml` are not (issue 7.3: that was a panic).
 pub(super) fn include_globs(
     src: &Source<'_>,
+    key: &str,
     globs: &[Spanned<String>],
     folder: &Path,
 ) -> Result<Vec<String>, ConfigError> {
@@ -68,7 +72,7 @@ pub(super) fn include_globs(
     for glob in globs {
         let text = glob.get_ref();
         if text.trim().is_empty() {
-            return Err(src.invalid(glob.span(), "include", "a glob must not be empty"));
+            return Err(src.invalid(glob.span(), key, "a glob must not be empty"));
         }
         let absolute = if Path::new(text).is_absolute() {
             text.clone()
@@ -76,11 +80,17 @@ pub(super) fn include_globs(
             let folder = glob::Pattern::escape(&folder.to_string_lossy());
             Path::new(&folder).join(text).to_string_lossy().into_owned()
         };
-        if let Err(e) = glob::Pattern::new(&absolute) {
+        let problem = match glob::Pattern::new(&absolute) {
+            Err(e) => Some(e.msg.to_string()),
+            Ok(_) => walk(&absolute)
+                .err()
+                .map(|e| format!("{} (a [...] class cannot hold a '/')", e.msg)),
+        };
+        if let Some(problem) = problem {
             return Err(src.invalid(
                 glob.span(),
-                "include",
-                format!("invalid glob {text:?}: {}", e.msg),
+                key,
+                format!("invalid glob {text:?}: {problem}"),
             ));
         }
         out.push(absolute);
@@ -89,22 +99,29 @@ pub(super) fn include_globs(
 }
 
 /// Every regular file the globs match, sorted, without the main file itself.
-/// Hidden files (editor leftovers) match only a glob that names the dot.
+/// Hidden files (editor leftovers) match only a glob that names the dot, and
+/// a file whose name is not UTF-8 matches no glob.
 pub(super) fn included_files(main: &Path, globs: &[String]) -> Result<Vec<PathBuf>, ConfigError> {
-    let options = glob::MatchOptions {
-        require_literal_leading_dot: true,
-        ..glob::MatchOptions::new()
-    };
-    let main = main.canonicalize().ok();
+    let main_canonical = main.canonicalize().ok();
     let mut files = BTreeSet::new();
     for pattern in globs {
-        let paths = glob::glob_with(pattern, options).expect("include globs are checked on parse");
-        for entry in paths {
+        let invalid = |e: glob::PatternError| ConfigError::File {
+            file: main.to_path_buf(),
+            problem: format!("include: invalid glob {pattern:?}: {}", e.msg),
+        };
+        // Both sides spelled as `Path::components` spells them (no `//`, no
+        // inner `.`), as the walk may join them differently from the glob.
+        let whole =
+            glob::Pattern::new(&normal(Path::new(pattern)).to_string_lossy()).map_err(invalid)?;
+        for entry in walk(pattern).map_err(invalid)? {
             let path = entry.map_err(|e| ConfigError::Read {
                 file: e.path().to_path_buf(),
                 source: e.into(),
             })?;
-            if !path.is_file() || (main.is_some() && path.canonicalize().ok() == main) {
+            if !whole.matches_path_with(&normal(&path), NAMED_DOTS)
+                || !path.is_file()
+                || (main_canonical.is_some() && path.canonicalize().ok() == main_canonical)
+            {
                 continue;
             }
             files.insert(path);
@@ -112,6 +129,25 @@ pub(super) fn included_files(main: &Path, globs: &[String]) -> Result<Vec<PathBu
     }
     Ok(files.into_iter().collect())
 }
+
+/// Walks the folders a glob names. The walk itself lets `*` match a leading
+/// dot: the glob crate's own dot rule panics on a file name that is not UTF-8
+/// (issue 7.3). `NAMED_DOTS` applies the rule to what the walk found instead.
+fn walk(pattern: &str) -> Result<glob::Paths, glob::PatternError> {
+    glob::glob_with(pattern, glob::MatchOptions::new())
+}
+
+fn normal(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+/// What an included file's path must match, whole: a leading dot only where
+/// the glob writes one, and `*` never spans a folder (as in the walk).
+const NAMED_DOTS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
 
 #[cfg(test)]
 mod tests {

@@ -75,8 +75,11 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(http) => Some(settings::http_settings(&main, http)?),
         None => None,
     };
-    let globs = include::one_include(&main, &raw)?.map_or(&[][..], |g| g.get_ref().as_slice());
-    let include = include::include_globs(&main, globs, &folder)?;
+    let (key, globs) = include::one_include(&main, &raw)?
+        .map_or(("include", &[][..]), |(key, g)| {
+            (key, g.get_ref().as_slice())
+        });
+    let include = include::include_globs(&main, key, globs, &folder)?;
 
     let region = aws.region.as_deref();
     let mut watches = WatchSet::default();

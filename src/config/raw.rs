@@ -151,10 +151,10 @@ pub fn position(text: &str, offset: usize) -> (usize, usize) {
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &text[..offset];
+    let before = text.get(..offset).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
+    let last_line = before.rsplit('\n').next().unwrap_or_default();
+    let column = last_line.chars().count() + 1;
     (line, column)
 }
 

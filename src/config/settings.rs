@@ -87,7 +87,8 @@ pub struct HttpSettings {
 
 /// `[state] path` when the table is present but the key is not.
 const DEFAULT_STATE_PATH: &str = "/var/lib/flowwatch/state.json";
-/// `[http] listen` when the table is present but the key is not.
+/// `[http] listen` when the table is present but the key is not (as text,
+/// for messages; `http_settings` builds the same address).
 const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 /// Longest duration accepted anywhere: far beyond any execution (24 h), and it
 /// keeps instant arithmetic downstream far from overflow.
@@ -141,10 +142,11 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
     )?;
     let interval_max = duration(src, &raw.interval_max, "poll.interval_max", d.interval_max)?;
     if interval_max < interval_initial {
+        // At least one was given: the defaults are ordered.
         let (span, key) = match (&raw.interval_max, &raw.interval_initial) {
             (Some(max), _) => (max.span(), "poll.interval_max"),
             (None, Some(initial)) => (initial.span(), "poll.interval_initial"),
-            (None, None) => unreachable!("the defaults are ordered"),
+            (None, None) => (0..0, "poll.interval_max"),
         };
         return Err(src.invalid(
             span,
@@ -308,7 +310,7 @@ pub(super) fn http_settings(
     raw: &raw::RawHttp,
 ) -> Result<HttpSettings, ConfigError> {
     let listen = match &raw.listen {
-        None => DEFAULT_LISTEN.parse().expect("the default address parses"),
+        None => SocketAddr::from(([127, 0, 0, 1], 9464)),
         Some(l) => l.get_ref().parse().map_err(|_| {
             src.invalid(
                 l.span(),

@@ -48,10 +48,12 @@ pub(super) fn add_watches(
         if start < counted_to {
             (counted_to, line) = (0, 1); // out of order after all: count from the top
         }
-        line += src.text.as_bytes()[counted_to..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        let between = src
+            .text
+            .as_bytes()
+            .get(counted_to..start)
+            .unwrap_or_default();
+        line += between.iter().filter(|&&b| b == b'\n').count();
         counted_to = start;
         let at = Origin {
             file: file.clone(),

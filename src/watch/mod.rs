@@ -156,11 +156,10 @@ impl WatchSet {
             if let Some(first_value) = existing.labels.get(label)
                 && first_value != value
             {
-                let first = self
-                    .origins
-                    .get(&key)
-                    .cloned()
-                    .expect("every watch in the set has an origin");
+                let first = self.origins.get(&key).cloned().unwrap_or_else(|| Origin {
+                    file: existing.source.clone(),
+                    line: None,
+                });
                 return Err(Box::new(DuplicateConflict {
                     key,
                     first,

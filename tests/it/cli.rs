@@ -309,3 +309,20 @@ async fn simulate_with_a_bad_scenario_exits_2_naming_the_place() {
     let expected = format!("flowwatch: {}:2:1: latnecy:", scenario.display());
     assert!(run.stderr.starts_with(&expected), "stderr: {}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_include_glob_that_splits_a_class_across_folders_with_exit_2() {
+    // Issue 7.3: a valid pattern whose folders are not; this was exit 101.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowwatch.toml");
+    std::fs::write(&config, "include = [\"w[/]x.toml\"]\n").unwrap();
+    let run = run_to_end(flowwatch(&config, &["check"])).await;
+    assert_eq!(run.exit_code, 2, "stderr: {}", run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!(
+            "flowwatch: {}:1:12: include: invalid glob \"w[/]x.toml\": invalid range pattern (a [...] class cannot hold a '/')",
+            config.display()
+        )
+    );
+}

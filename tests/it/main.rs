@@ -5,4 +5,5 @@ mod support;
 mod daemon_loop;
 mod wire;
 mod cli;
+mod config_input;
 mod service;
