@@ -235,7 +235,7 @@ mod tests {
             ]
         );
         assert_eq!(config.watches.len(), 4);
-        let key = WatchKey(ARN.replace("run-0001", "run-b").into());
+        let key = WatchKey::from_arn(&ARN.replace("run-0001", "run-b")).unwrap();
         assert_eq!(
             &*config.watches.get(&key).unwrap().source,
             folder.join("w/b.toml")

@@ -318,10 +318,9 @@ mod tests {
         assert!(config.state.is_some() && config.http.is_some());
         let included = config
             .watches
-            .get(&WatchKey(
-                "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/TSTALIASID/execution/run-0003"
-                    .into(),
-            ))
+            .get(&WatchKey::from_arn(
+                "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/TSTALIASID/execution/run-0003",
+            ).unwrap())
             .expect("the included watch is keyed by its built arn");
         assert_eq!(included.labels["pipeline"], "nightly");
     }

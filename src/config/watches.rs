@@ -172,6 +172,7 @@ fn build_watch(
 mod tests {
     use super::*;
     use crate::config::fixture::*;
+    use crate::config::parse_str;
 
     #[test]
     fn an_unknown_key_in_a_watch_names_the_watch_by_index() {
@@ -354,5 +355,108 @@ mod tests {
                 dir.main().display()
             )
         );
+    }
+
+    /// One execution in every spelling the contract allows (issue 7.1).
+    fn spellings() -> Vec<String> {
+        let flow_arn = "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456";
+        let by_parts = |flow: &str, alias: &str, execution: &str, region: &str| {
+            format!(
+                "[[watch]]\nflow = \"{flow}\"\nalias = \"{alias}\"\nexecution = \"{execution}\"\n{region}"
+            )
+        };
+        vec![
+            format!("[[watch]]\nexecution_arn = \"{ARN}\"\n"),
+            by_parts("FLOW123456", "ALIAS12345", "run-0001", ""),
+            by_parts(
+                "FLOW123456",
+                "ALIAS12345",
+                "run-0001",
+                "region = \"us-east-1\"\n",
+            ),
+            by_parts(flow_arn, "ALIAS12345", "run-0001", ""),
+            by_parts(
+                "FLOW123456",
+                &format!("{flow_arn}/alias/ALIAS12345"),
+                "run-0001",
+                "",
+            ),
+            by_parts("FLOW123456", "ALIAS12345", ARN, ""),
+        ]
+    }
+
+    #[test]
+    fn every_spelling_of_one_execution_is_one_watch_named_by_its_arn() {
+        let dir = Dir::new();
+        let all: String = spellings().concat();
+        let text = format!("[aws]\nregion = \"us-east-1\"\n{all}");
+        let config = parse_str(&text, &dir.main()).unwrap();
+        assert_eq!(config.watches.len(), 1, "{:?}", config.watches);
+        assert_eq!(config.watches.merged(), spellings().len() - 1);
+        let (key, watch) = config.watches.iter().next().unwrap();
+        assert_eq!(key.as_str(), ARN);
+        assert_eq!(watch.target.arn.as_deref(), Some(ARN));
+        // Every pair, in either order, from the main file.
+        for a in spellings() {
+            for b in spellings() {
+                let text = format!("[aws]\nregion = \"us-east-1\"\n{a}{b}");
+                let config = parse_str(&text, &dir.main()).unwrap();
+                assert_eq!(config.watches.len(), 1, "{a}{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_include_that_respells_a_watch_adds_nothing_and_merges_labels() {
+        let dir = Dir::new();
+        dir.write(
+            "w/x.toml",
+            &format!("[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ tier = \"gold\" }}\n"),
+        );
+        let text = format!(
+            "include = [\"w/*.toml\"]\n[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0001\"\nregion = \"us-east-1\"\nlabels = {{ team = \"search\" }}\n"
+        );
+        let config = dir.load(&text).unwrap();
+        assert_eq!(config.watches.len(), 1);
+        let (key, watch) = config.watches.iter().next().unwrap();
+        assert_eq!(key.as_str(), ARN);
+        assert_eq!(&*watch.source, dir.main());
+        assert_eq!(watch.labels.len(), 2);
+        assert_eq!(
+            config.summary_lines().last().unwrap(),
+            "ok: 1 watch (1 duplicate merged) in 2 files, region us-east-1"
+        );
+    }
+
+    #[test]
+    fn a_label_conflict_across_spellings_names_both_places() {
+        let dir = Dir::new();
+        let included = dir.write(
+            "w/x.toml",
+            "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0001\"\nregion = \"us-east-1\"\nlabels = { team = \"ads\" }\n",
+        );
+        let text = format!(
+            "include = [\"w/*.toml\"]\n[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ team = \"search\" }}\n"
+        );
+        let err = dir.load(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:6:19: watch[1].labels.team: duplicate watch {ARN} conflicts with {}:2: label team is \"search\" there and \"ads\" here",
+                included.display(),
+                dir.main().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_watch_left_to_the_default_region_merges_once_the_region_is_known() {
+        let dir = Dir::new();
+        let text = format!("{ONE_WATCH}[[watch]]\nexecution_arn = \"{ARN}\"\n");
+        let mut config = parse_str(&text, &dir.main()).unwrap();
+        assert_eq!(config.watches.len(), 2, "the region is not known yet");
+        config.watches.resolve_default_region("us-east-1").unwrap();
+        assert_eq!(config.watches.len(), 1);
+        assert_eq!(config.watches.iter().next().unwrap().0.as_str(), ARN);
     }
 }
