@@ -21,6 +21,9 @@ pub(super) fn folder_of(path: &Path) -> PathBuf {
     std::path::absolute(&folder).unwrap_or(folder)
 }
 
+/// The `include` value as written: a list of globs, each with its span.
+type Globs = Spanned<Vec<Spanned<String>>>;
+
 /// The `include` list: at the top, or (as TOML reads the contract's own
 /// example, where `include` follows `[http]`) inside one settings table.
 /// Given in two places, it is refused rather than guessed at. Comes with the
@@ -28,7 +31,7 @@ pub(super) fn folder_of(path: &Path) -> PathBuf {
 pub(super) fn one_include<'a>(
     src: &Source<'_>,
     raw: &'a RawMain,
-) -> Result<Option<(&'static str, &'a Spanned<Vec<Spanned<String>>>)>, ConfigError> {
+) -> Result<Option<(&'static str, &'a Globs)>, ConfigError> {
     let places = [
         ("include", raw.include.as_ref()),
         ("aws.include", raw.aws.include.as_ref()),
@@ -43,7 +46,7 @@ pub(super) fn one_include<'a>(
             raw.http.as_ref().and_then(|h| h.include.as_ref()),
         ),
     ];
-    let mut found: Option<(&'static str, &'a Spanned<Vec<Spanned<String>>>)> = None;
+    let mut found: Option<(&'static str, &'a Globs)> = None;
     for (key, value) in places {
         let Some(value) = value else { continue };
         if let Some((first, _)) = found {
