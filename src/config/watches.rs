@@ -413,7 +413,7 @@ mod tests {
             "w/x.toml",
             &format!("[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ tier = \"gold\" }}\n"),
         );
-        let text = "include = [\"w/*.toml\"]\n[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0001\"\nregion = \"us-east-1\"\nlabels = {{ team = \"search\" }}\n";
+        let text = "include = [\"w/*.toml\"]\n[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0001\"\nregion = \"us-east-1\"\nlabels = { team = \"search\" }\n";
         let config = dir.load(text).unwrap();
         assert_eq!(config.watches.len(), 1);
         let (key, watch) = config.watches.iter().next().unwrap();
