@@ -2,7 +2,7 @@
 //! In: one file's text. Out: `RawMain` (the main file) or `RawInclude` (an
 //! included file: `[[watch]]` tables only), or a `RawError` that says where
 //! (1-based line and column, dotted key) and what, in one lowercase line.
-//! Values that `mod.rs` checks after parsing keep their spans (`Spanned`).
+//! Values that `settings.rs` and `watches.rs` check after parsing keep their spans (`Spanned`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -48,7 +48,7 @@ pub struct RawAws {
     pub include: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// Durations stay strings here ("2s"); `mod.rs` parses them with humantime.
+/// Durations stay strings here ("2s"); `settings.rs` parses them with humantime.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPoll {
@@ -151,10 +151,10 @@ pub fn position(text: &str, offset: usize) -> (usize, usize) {
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &text[..offset];
+    let before = text.get(..offset).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
+    let last_line = before.rsplit('\n').next().unwrap_or_default();
+    let column = last_line.chars().count() + 1;
     (line, column)
 }
 

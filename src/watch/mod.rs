@@ -1,32 +1,99 @@
 //! The watch set: what to watch, with identity and dedup. A watch is
-//! identified by its execution ARN when one is known, else by (region, flow,
-//! alias, execution); the same execution listed twice is one watch.
-//! In: `Watch` values from the config, each with where it was listed. Out: a
-//! `WatchSet` in key order, and the `WatchDiff` between two sets on reload.
+//! identified by (region, flow, alias, execution) however the config spelled
+//! it (ids, flow or alias ARNs, an execution ARN): the same execution listed
+//! twice is one watch. In: `Watch` values from the config, each with where it
+//! was listed. Out: a `WatchSet` in key order, and the `WatchDiff` between two
+//! sets on reload.
 
 pub mod ids;
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
 pub use ids::{ExecutionRef, IdError};
 
-/// A watch's identity: the execution ARN, or `region/flow/alias/execution`
-/// (region `-` when the default chain will decide it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatchKey(pub Arc<str>);
+/// A watch's identity: `region/flow/alias/execution` (region `-` while the
+/// default chain has not decided it), the same for every spelling of one
+/// execution (issue 7.1). Equality, order and hash use only that.
+///
+/// The account an execution ARN names is not part of it: a by-parts watch
+/// knows no account, and the daemon runs with one set of credentials, so it
+/// reaches one account per region. The ARN is kept (in the watch's target,
+/// and as the key's name) for requests and events.
+#[derive(Debug, Clone)]
+pub struct WatchKey {
+    id: Arc<str>,
+    /// How the key is shown and saved (the state file): the execution ARN
+    /// when known, else the identity itself.
+    name: Arc<str>,
+}
 
 impl WatchKey {
+    /// The key of an execution however it was named; its name is the ARN
+    /// when the reference knows one.
+    pub fn of(target: &ExecutionRef) -> WatchKey {
+        let id: Arc<str> = format!(
+            "{}/{}/{}/{}",
+            target.region.as_deref().unwrap_or("-"),
+            target.flow,
+            target.alias,
+            target.execution
+        )
+        .into();
+        let name = target.arn.clone().unwrap_or_else(|| id.clone());
+        WatchKey { id, name }
+    }
+
+    /// The key of an execution ARN (as the HTTP API names a watch).
+    pub fn from_arn(arn: &str) -> Result<WatchKey, IdError> {
+        ExecutionRef::parse_arn(arn).map(|target| WatchKey::of(&target))
+    }
+
+    /// The name: the execution ARN when known, else `region/flow/alias/execution`.
+    /// This is what the state file is keyed by.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// `region/flow/alias/execution`, whatever the spelling.
+    pub fn identity(&self) -> &str {
+        &self.id
+    }
+}
+
+impl PartialEq for WatchKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for WatchKey {}
+
+impl Hash for WatchKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl PartialOrd for WatchKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for WatchKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.id.cmp(&other.id)
     }
 }
 
 impl fmt::Display for WatchKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -46,23 +113,9 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The execution ARN when known (sharing the target's copy), else
-    /// `region/flow/alias/execution` with region `-` when none is known yet.
+    /// Its identity, named by the execution ARN when known: see `WatchKey`.
     pub fn key(&self) -> WatchKey {
-        let t = &self.target;
-        match &t.arn {
-            Some(arn) => WatchKey(arn.clone()),
-            None => WatchKey(
-                format!(
-                    "{}/{}/{}/{}",
-                    t.region.as_deref().unwrap_or("-"),
-                    t.flow,
-                    t.alias,
-                    t.execution
-                )
-                .into(),
-            ),
-        }
+        WatchKey::of(&self.target)
     }
 }
 
@@ -142,9 +195,10 @@ impl WatchSet {
     }
 
     /// Adds a watch listed at `at`. A watch whose key is already here merges
-    /// into the first one: labels are united and the first `source` stays.
-    /// A label with a different value on each is a `DuplicateConflict`, and
-    /// the set is left as it was.
+    /// into the first one: labels are united and the first `source` stays; an
+    /// execution ARN either spelling gives is kept (and names the key). A
+    /// label with a different value on each is a `DuplicateConflict`, and the
+    /// set is left as it was.
     pub fn insert(&mut self, watch: Watch, at: Origin) -> Result<(), Box<DuplicateConflict>> {
         let key = watch.key();
         let Some(existing) = self.by_key.get_mut(&key) else {
@@ -156,11 +210,15 @@ impl WatchSet {
             if let Some(first_value) = existing.labels.get(label)
                 && first_value != value
             {
-                let first = self
-                    .origins
-                    .get(&key)
-                    .cloned()
-                    .expect("every watch in the set has an origin");
+                let first = self.origins.get(&key).cloned().unwrap_or_else(|| Origin {
+                    file: existing.source.clone(),
+                    line: None,
+                });
+                // Named by the ARN when either spelling gives one.
+                let key = match existing.target.arn {
+                    Some(_) => existing.key(),
+                    None => key,
+                };
                 return Err(Box::new(DuplicateConflict {
                     key,
                     first,
@@ -170,9 +228,55 @@ impl WatchSet {
                 }));
             }
         }
-        let merged = Arc::make_mut(&mut Arc::make_mut(existing).labels);
-        merged.extend(watch.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let first = Arc::make_mut(existing);
+        if first.target.arn.is_none() && watch.target.arn.is_some() {
+            // The by-parts listing came first: the ARN the other spelling
+            // gives now names the watch, in events and in the state file.
+            first.target.arn = watch.target.arn.clone();
+            let named = first.key();
+            if let Some(origin) = self.origins.remove(&key) {
+                self.origins.insert(named.clone(), origin);
+            }
+            if let Some(value) = self.by_key.remove(&key) {
+                self.by_key.insert(named, value);
+            }
+        }
+        if let Some(existing) = self.by_key.get_mut(&key) {
+            let merged = Arc::make_mut(&mut Arc::make_mut(existing).labels);
+            merged.extend(watch.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         self.merged += 1;
+        Ok(())
+    }
+
+    /// Gives every watch whose region the default chain decides (key region
+    /// `-`) the region it decided, and merges it into a watch of the same
+    /// execution already here (as `insert` does). The daemon calls this once
+    /// it knows the default region, at start and on every reload before the
+    /// diff, so that both sides of a diff see the same identities. On a
+    /// `DuplicateConflict` the set is left as it was.
+    pub fn resolve_default_region(&mut self, region: &str) -> Result<(), Box<DuplicateConflict>> {
+        let unresolved: Vec<WatchKey> = self
+            .by_key
+            .iter()
+            .filter(|(_, w)| w.target.region.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.clone();
+        let region: Arc<str> = region.into();
+        for key in unresolved {
+            let (Some(watch), Some(origin)) = (next.by_key.remove(&key), next.origins.remove(&key))
+            else {
+                continue;
+            };
+            let mut watch = Arc::unwrap_or_clone(watch);
+            watch.target.region = Some(region.clone());
+            next.insert(watch, origin)?;
+        }
+        *self = next;
         Ok(())
     }
 
@@ -244,8 +348,23 @@ mod tests {
         }
     }
 
-    fn keys(keys: &[&str]) -> Vec<WatchKey> {
-        keys.iter().map(|k| WatchKey((*k).into())).collect()
+    fn names(keys: &[WatchKey]) -> Vec<&str> {
+        keys.iter().map(WatchKey::as_str).collect()
+    }
+
+    const ARN: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-1";
+
+    fn by_arn(arn: &str, labels: &[(&str, &str)], source: &str) -> Watch {
+        Watch {
+            target: ExecutionRef::parse_arn(arn).unwrap(),
+            ..watch("unused", labels, source)
+        }
+    }
+
+    fn in_region(region: &str, mut w: Watch) -> Watch {
+        w.target.region = Some(region.into());
+        w
     }
 
     #[test]
@@ -328,18 +447,18 @@ mod tests {
             .unwrap();
         let diff = old.diff(&new);
         assert_eq!(
-            diff.added,
-            keys(&[
+            names(&diff.added),
+            [
                 "-/FLOW123456/ALIAS12345/run-0",
                 "-/FLOW123456/ALIAS12345/run-4"
-            ])
+            ]
         );
         assert_eq!(
-            diff.removed,
-            keys(&[
+            names(&diff.removed),
+            [
                 "-/FLOW123456/ALIAS12345/run-1",
                 "-/FLOW123456/ALIAS12345/run-3"
-            ])
+            ]
         );
         assert_eq!(new.diff(&new), WatchDiff::default());
     }
@@ -353,5 +472,127 @@ mod tests {
         assert_eq!(a, b);
         b.insert(watch("run-2", &[], "x"), at("x", 10)).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_arn_and_the_same_execution_by_parts_have_one_identity() {
+        let by_parts = in_region("us-east-1", watch("run-1", &[], "a"));
+        let arn = by_arn(ARN, &[], "a");
+        assert_eq!(by_parts.key(), arn.key());
+        assert_eq!(
+            arn.key().identity(),
+            "us-east-1/FLOW123456/ALIAS12345/run-1"
+        );
+        // The name stays the ARN where one is known: the state file's keys.
+        assert_eq!(arn.key().as_str(), ARN);
+        assert_eq!(
+            by_parts.key().as_str(),
+            "us-east-1/FLOW123456/ALIAS12345/run-1"
+        );
+        let other_account = by_arn(&ARN.replace("123456789012", "210987654321"), &[], "a");
+        assert_eq!(other_account.key(), arn.key());
+        let other_region = in_region("eu-west-1", watch("run-1", &[], "a"));
+        assert_ne!(other_region.key(), arn.key());
+        assert_eq!(WatchKey::from_arn(ARN).unwrap(), by_parts.key());
+    }
+
+    #[test]
+    fn an_arn_after_the_same_execution_by_parts_merges_and_names_the_watch() {
+        let mut set = WatchSet::default();
+        let by_parts = in_region("us-east-1", watch("run-1", &[("team", "search")], "a.toml"));
+        set.insert(by_parts, at("a.toml", 1)).unwrap();
+        set.insert(by_arn(ARN, &[("tier", "gold")], "b.toml"), at("b.toml", 4))
+            .unwrap();
+        assert_eq!((set.len(), set.merged()), (1, 1));
+        let (key, merged) = set.iter().next().unwrap();
+        assert_eq!(key.as_str(), ARN);
+        assert_eq!(merged.target.arn.as_deref(), Some(ARN));
+        assert_eq!(&*merged.source, Path::new("a.toml"));
+        assert_eq!(set.origin(key), Some(&at("a.toml", 1)));
+        assert_eq!(merged.labels.len(), 2);
+    }
+
+    #[test]
+    fn by_parts_after_an_arn_merges_and_keeps_the_arn() {
+        let mut set = WatchSet::default();
+        set.insert(by_arn(ARN, &[], "a.toml"), at("a.toml", 1))
+            .unwrap();
+        let by_parts = in_region("us-east-1", watch("run-1", &[("team", "ads")], "b.toml"));
+        set.insert(by_parts, at("b.toml", 2)).unwrap();
+        assert_eq!(set.len(), 1);
+        let (key, merged) = set.iter().next().unwrap();
+        assert_eq!(key.as_str(), ARN);
+        assert_eq!(merged.labels["team"], "ads");
+    }
+
+    #[test]
+    fn a_conflicting_label_across_spellings_names_the_first_place() {
+        let mut set = WatchSet::default();
+        set.insert(
+            by_arn(ARN, &[("team", "search")], "a.toml"),
+            at("a.toml", 3),
+        )
+        .unwrap();
+        let by_parts = in_region("us-east-1", watch("run-1", &[("team", "ads")], "b.toml"));
+        let err = set.insert(by_parts, at("b.toml", 7)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "duplicate watch {ARN} conflicts with a.toml:3: label team is \"search\" there and \"ads\" here"
+            )
+        );
+    }
+
+    #[test]
+    fn a_reload_that_respells_a_watch_changes_nothing() {
+        let old = WatchSet::from_watches([by_arn(ARN, &[], "a")]).unwrap();
+        let new =
+            WatchSet::from_watches([in_region("us-east-1", watch("run-1", &[], "a"))]).unwrap();
+        assert_eq!(old.diff(&new), WatchDiff::default());
+    }
+
+    #[test]
+    fn resolving_the_default_region_rekeys_and_merges() {
+        let mut set = WatchSet::from_watches([
+            by_arn(ARN, &[("team", "search")], "a"),
+            watch("run-1", &[("tier", "gold")], "b"),
+            watch("run-2", &[], "b"),
+        ])
+        .unwrap();
+        assert_eq!(set.len(), 3);
+        set.resolve_default_region("us-east-1").unwrap();
+        let keys: Vec<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [ARN, "us-east-1/FLOW123456/ALIAS12345/run-2"]);
+        assert_eq!(set.merged(), 1);
+        let merged = set.get(&WatchKey::from_arn(ARN).unwrap()).unwrap();
+        assert_eq!(merged.labels.len(), 2);
+        assert_eq!(&*merged.source, Path::new("a"));
+        assert!(
+            set.iter()
+                .all(|(_, w)| w.target.region.as_deref() == Some("us-east-1"))
+        );
+    }
+
+    #[test]
+    fn resolving_into_a_watch_in_another_region_merges_nothing() {
+        let mut set =
+            WatchSet::from_watches([by_arn(ARN, &[], "a"), watch("run-1", &[], "b")]).unwrap();
+        set.resolve_default_region("eu-west-1").unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.merged(), 0);
+    }
+
+    #[test]
+    fn a_conflict_found_by_resolving_leaves_the_set_as_it_was() {
+        let mut set = WatchSet::from_watches([
+            by_arn(ARN, &[("team", "search")], "a"),
+            watch("run-1", &[("team", "ads")], "b"),
+        ])
+        .unwrap();
+        let before = set.clone();
+        let err = set.resolve_default_region("us-east-1").unwrap_err();
+        assert_eq!(err.label, "team");
+        assert_eq!(set, before);
+        assert_eq!(set.len(), 2);
     }
 }

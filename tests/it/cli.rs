@@ -309,3 +309,58 @@ async fn simulate_with_a_bad_scenario_exits_2_naming_the_place() {
     let expected = format!("flowwatch: {}:2:1: latnecy:", scenario.display());
     assert!(run.stderr.starts_with(&expected), "stderr: {}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_include_glob_that_splits_a_class_across_folders_with_exit_2() {
+    // Issue 7.3: a valid pattern whose folders are not; this was exit 101.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowwatch.toml");
+    std::fs::write(&config, "include = [\"w[/]x.toml\"]\n").unwrap();
+    let run = run_to_end(flowwatch(&config, &["check"])).await;
+    assert_eq!(run.exit_code, 2, "stderr: {}", run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!(
+            "flowwatch: {}:1:12: include: invalid glob \"w[/]x.toml\": invalid range pattern (a [...] class cannot hold a '/')",
+            config.display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_execution_by_arn_and_by_parts_in_an_include_is_one_watch() {
+    // Issue 7.1: two spellings of one execution, the second from an include.
+    let sim = simulator(&ending("run-1", "Succeeded")).await;
+    let arn =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-1";
+    let cfg = TestConfig::new(
+        &sim.endpoint_url(),
+        &format!(
+            "include = [\"w/*.toml\"]\n{}[[watch]]\nexecution_arn = \"{arn}\"\nlabels = {{ team = \"a\" }}\n",
+            fast_poll()
+        ),
+    );
+    cfg.write(
+        "w/x.toml",
+        &format!(
+            "{}\nlabels = {{ tier = \"gold\" }}\n",
+            watch("run-1").trim_end()
+        ),
+    );
+    let run = run_once(&cfg.path).await;
+    assert_eq!(run.exit_code, 0, "stderr: {}\n{}", run.stderr, run.events);
+    assert_eq!(run.events.one("daemon.started", |_| true)["watches"], 1);
+    let added = run.events.one("watch.added", |_| true);
+    assert_eq!(added["execution_arn"], arn, "{added}");
+    assert_eq!(
+        added["labels"],
+        serde_json::json!({ "team": "a", "tier": "gold" }),
+        "{added}"
+    );
+    assert_eq!(
+        run.events.transitions_of("run-1"),
+        ["Running", "Succeeded"],
+        "{}",
+        run.events
+    );
+}

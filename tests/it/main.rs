@@ -5,5 +5,6 @@ mod support;
 mod daemon_loop;
 mod wire;
 mod cli;
+mod config_input;
 mod service;
 mod secrets;

@@ -1,0 +1,478 @@
+//! The settings tables and their validation: `[aws]`, `[poll]`, `[log]`,
+//! `[state]` and `[http]`. In: the raw tables with their spans. Out: the
+//! typed settings with every default filled in, or a `ConfigError` at the
+//! offending value. Each value is checked here once; nothing downstream re-checks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Source};
+use super::raw::{self, RawPoll};
+use crate::watch::ids::check_region;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollSettings {
+    pub interval_initial: Duration,
+    pub interval_max: Duration,
+    pub multiplier: f64,
+    pub jitter: f64,
+    pub rate_limit: f64,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    pub max_watch: Duration,
+    /// How long `ResourceNotFoundException` is retried before the watch is
+    /// abandoned (eventual consistency right after StartFlowExecution).
+    /// flowwatch's own addition to the contract's `[poll]` keys; default 30s.
+    pub not_found_grace: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            interval_initial: Duration::from_secs(2),
+            interval_max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+            rate_limit: 10.0,
+            max_in_flight: 16,
+            request_timeout: Duration::from_secs(10),
+            max_watch: Duration::from_secs(25 * 3600),
+            not_found_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` level name: error, warn, info, debug, trace.
+    pub level: tracing::Level,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Json,
+            level: tracing::Level::INFO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+/// `[state] path` when the table is present but the key is not.
+const DEFAULT_STATE_PATH: &str = "/var/lib/flowwatch/state.json";
+/// `[http] listen` when the table is present but the key is not (as text,
+/// for messages; `http_settings` builds the same address).
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// Longest duration accepted anywhere: far beyond any execution (24 h), and it
+/// keeps instant arithmetic downstream far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Most concurrent requests accepted (a semaphore's permit count stays sane).
+const MAX_IN_FLIGHT: i64 = 65_536;
+
+pub(super) fn aws_settings(
+    src: &Source<'_>,
+    raw: &raw::RawAws,
+) -> Result<AwsSettings, ConfigError> {
+    if let Some(region) = &raw.region {
+        check_region(region.get_ref())
+            .map_err(|e| src.invalid(region.span(), "aws.region", e.0))?;
+    }
+    if let Some(profile) = &raw.profile
+        && profile.get_ref().trim().is_empty()
+    {
+        return Err(src.invalid(profile.span(), "aws.profile", "must not be empty"));
+    }
+    if let Some(url) = &raw.endpoint_url {
+        let rest = url
+            .get_ref()
+            .strip_prefix("http://")
+            .or_else(|| url.get_ref().strip_prefix("https://"));
+        if rest.is_none_or(str::is_empty) {
+            return Err(src.invalid(
+                url.span(),
+                "aws.endpoint_url",
+                format!(
+                    "must be an http:// or https:// url, not {:?}",
+                    url.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(AwsSettings {
+        region: raw.region.as_ref().map(|r| r.get_ref().clone()),
+        profile: raw.profile.as_ref().map(|p| p.get_ref().clone()),
+        endpoint_url: raw.endpoint_url.as_ref().map(|u| u.get_ref().clone()),
+    })
+}
+
+pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSettings, ConfigError> {
+    let d = PollSettings::default();
+    let interval_initial = duration(
+        src,
+        &raw.interval_initial,
+        "poll.interval_initial",
+        d.interval_initial,
+    )?;
+    let interval_max = duration(src, &raw.interval_max, "poll.interval_max", d.interval_max)?;
+    if interval_max < interval_initial {
+        // At least one was given: the defaults are ordered.
+        let (span, key) = match (&raw.interval_max, &raw.interval_initial) {
+            (Some(max), _) => (max.span(), "poll.interval_max"),
+            (None, Some(initial)) => (initial.span(), "poll.interval_initial"),
+            (None, None) => (0..0, "poll.interval_max"),
+        };
+        return Err(src.invalid(
+            span,
+            key,
+            format!(
+                "interval_max ({}) is shorter than interval_initial ({})",
+                humantime::format_duration(interval_max),
+                humantime::format_duration(interval_initial)
+            ),
+        ));
+    }
+    let multiplier = number(src, &raw.multiplier, "poll.multiplier", d.multiplier, |m| {
+        (m.is_finite() && m >= 1.0)
+            .then_some(())
+            .ok_or("must be at least 1.0")
+    })?;
+    let jitter = number(src, &raw.jitter, "poll.jitter", d.jitter, |j| {
+        (0.0..=1.0)
+            .contains(&j)
+            .then_some(())
+            .ok_or("must be between 0.0 and 1.0")
+    })?;
+    let rate_limit = number(src, &raw.rate_limit, "poll.rate_limit", d.rate_limit, |r| {
+        (r.is_finite() && r > 0.0)
+            .then_some(())
+            .ok_or("must be a finite number above 0")
+    })?;
+    let max_in_flight = match &raw.max_in_flight {
+        None => d.max_in_flight,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_IN_FLIGHT).contains(n.get_ref()) => v,
+            _ => {
+                return Err(src.invalid(
+                    n.span(),
+                    "poll.max_in_flight",
+                    format!("must be between 1 and {MAX_IN_FLIGHT}, not {}", n.get_ref()),
+                ));
+            }
+        },
+    };
+    Ok(PollSettings {
+        interval_initial,
+        interval_max,
+        multiplier,
+        jitter,
+        rate_limit,
+        max_in_flight,
+        request_timeout: duration(
+            src,
+            &raw.request_timeout,
+            "poll.request_timeout",
+            d.request_timeout,
+        )?,
+        max_watch: duration(src, &raw.max_watch, "poll.max_watch", d.max_watch)?,
+        not_found_grace: duration(
+            src,
+            &raw.not_found_grace,
+            "poll.not_found_grace",
+            d.not_found_grace,
+        )?,
+    })
+}
+
+/// A duration string such as "500ms", "2s", "5m" or "25h"; above zero.
+fn duration(
+    src: &Source<'_>,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let text = value.get_ref();
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| src.invalid(value.span(), key, format!("invalid duration {text:?}: {e}")))?;
+    if parsed.is_zero() {
+        return Err(src.invalid(value.span(), key, "must be longer than zero"));
+    }
+    if parsed > MAX_DURATION {
+        return Err(src.invalid(value.span(), key, "must be at most 366 days"));
+    }
+    Ok(parsed)
+}
+
+fn number(
+    src: &Source<'_>,
+    value: &Option<Spanned<f64>>,
+    key: &str,
+    default: f64,
+    rule: impl Fn(f64) -> Result<(), &'static str>,
+) -> Result<f64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let v = *value.get_ref();
+    rule(v).map_err(|problem| src.invalid(value.span(), key, format!("{problem}, not {v}")))?;
+    Ok(v)
+}
+
+pub(super) fn log_settings(
+    src: &Source<'_>,
+    raw: &raw::RawLog,
+) -> Result<LogSettings, ConfigError> {
+    let d = LogSettings::default();
+    let format = match &raw.format {
+        None => d.format,
+        Some(f) => match f.get_ref().as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                return Err(src.invalid(
+                    f.span(),
+                    "log.format",
+                    format!("must be json or text, not {other:?}"),
+                ));
+            }
+        },
+    };
+    let level = match &raw.level {
+        None => d.level,
+        Some(l) => match l.get_ref().to_ascii_lowercase().as_str() {
+            "error" => tracing::Level::ERROR,
+            "warn" => tracing::Level::WARN,
+            "info" => tracing::Level::INFO,
+            "debug" => tracing::Level::DEBUG,
+            "trace" => tracing::Level::TRACE,
+            _ => {
+                return Err(src.invalid(
+                    l.span(),
+                    "log.level",
+                    format!(
+                        "must be error, warn, info, debug or trace, not {:?}",
+                        l.get_ref()
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(LogSettings { format, level })
+}
+
+pub(super) fn state_settings(
+    src: &Source<'_>,
+    raw: &raw::RawState,
+    folder: &Path,
+) -> Result<StateSettings, ConfigError> {
+    let path = match &raw.path {
+        None => PathBuf::from(DEFAULT_STATE_PATH),
+        Some(p) if p.get_ref().is_empty() => {
+            return Err(src.invalid(p.span(), "state.path", "must not be empty"));
+        }
+        // Relative to the main file's folder (an absolute path replaces it).
+        Some(p) => folder.join(p.get_ref()),
+    };
+    Ok(StateSettings { path })
+}
+
+pub(super) fn http_settings(
+    src: &Source<'_>,
+    raw: &raw::RawHttp,
+) -> Result<HttpSettings, ConfigError> {
+    let listen = match &raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 9464)),
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            src.invalid(
+                l.span(),
+                "http.listen",
+                format!(
+                    "must be an ip address and port such as {DEFAULT_LISTEN}, not {:?}",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    Ok(HttpSettings { listen })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fixture::*;
+
+    #[test]
+    fn a_duration_without_a_unit_is_refused_at_its_value() {
+        let dir = Dir::new();
+        let text = format!("[poll]\ninterval_max = \"5\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:16: poll.interval_max: invalid duration \"5\": time unit needed, for example 5sec or 5ms"
+        );
+    }
+
+    #[test]
+    fn a_zero_duration_is_refused() {
+        let dir = Dir::new();
+        let text = format!("[poll]\nrequest_timeout = \"0s\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:19: poll.request_timeout: must be longer than zero"
+        );
+    }
+
+    #[test]
+    fn durations_accept_milliseconds_to_hours() {
+        let dir = Dir::new();
+        let text = format!(
+            "[poll]\ninterval_initial = \"500ms\"\ninterval_max = \"5m\"\nmax_watch = \"25h\"\nnot_found_grace = \"2s\"\n{ONE_WATCH}"
+        );
+        let poll = dir.load(&text).unwrap().poll;
+        assert_eq!(poll.interval_initial, Duration::from_millis(500));
+        assert_eq!(poll.interval_max, Duration::from_secs(300));
+        assert_eq!(poll.max_watch, Duration::from_secs(25 * 3600));
+        assert_eq!(poll.not_found_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn interval_max_below_interval_initial_is_refused_at_interval_max() {
+        let dir = Dir::new();
+        let text =
+            format!("[poll]\ninterval_initial = \"10s\"\ninterval_max = \"5s\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:3:16: poll.interval_max: interval_max (5s) is shorter than interval_initial (10s)"
+        );
+    }
+
+    #[test]
+    fn a_multiplier_below_one_is_refused() {
+        let dir = Dir::new();
+        let text = format!("[poll]\nmultiplier = 0.5\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:14: poll.multiplier: must be at least 1.0, not 0.5"
+        );
+    }
+
+    #[test]
+    fn a_jitter_above_one_is_refused() {
+        let dir = Dir::new();
+        let text = format!("[poll]\njitter = 1.5\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:10: poll.jitter: must be between 0.0 and 1.0, not 1.5"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_must_be_finite_and_positive() {
+        let dir = Dir::new();
+        for (value, shown) in [("0.0", "0"), ("nan", "NaN"), ("inf", "inf"), ("-1", "-1")] {
+            let text = format!("[poll]\nrate_limit = {value}\n{ONE_WATCH}");
+            assert_eq!(
+                dir.error(&text),
+                format!(
+                    "{{main}}:2:14: poll.rate_limit: must be a finite number above 0, not {shown}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn max_in_flight_must_be_at_least_one() {
+        let dir = Dir::new();
+        let text = format!("[poll]\nmax_in_flight = 0\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:17: poll.max_in_flight: must be between 1 and 65536, not 0"
+        );
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused() {
+        let dir = Dir::new();
+        let text = format!("[log]\nformat = \"yaml\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:10: log.format: must be json or text, not \"yaml\""
+        );
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_refused() {
+        let dir = Dir::new();
+        let text = format!("[log]\nlevel = \"loud\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:9: log.level: must be error, warn, info, debug or trace, not \"loud\""
+        );
+    }
+
+    #[test]
+    fn http_listen_must_be_a_socket_address() {
+        let dir = Dir::new();
+        let text = format!("[http]\nlisten = \"localhost\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:10: http.listen: must be an ip address and port such as 127.0.0.1:9464, not \"localhost\""
+        );
+    }
+
+    #[test]
+    fn defaults_apply_to_every_key_but_the_watches() {
+        let dir = Dir::new();
+        let config = dir.load(ONE_WATCH).unwrap();
+        assert_eq!(config.aws, AwsSettings::default());
+        assert_eq!(config.poll, PollSettings::default());
+        assert_eq!(config.poll.not_found_grace, Duration::from_secs(30));
+        assert_eq!(config.log, LogSettings::default());
+        assert_eq!(config.state, None);
+        assert_eq!(config.http, None);
+        assert!(config.include.is_empty());
+        assert_eq!(config.watches.len(), 1);
+    }
+
+    #[test]
+    fn empty_state_and_http_tables_use_the_documented_defaults() {
+        let dir = Dir::new();
+        let config = dir.load(&format!("[state]\n[http]\n{ONE_WATCH}")).unwrap();
+        assert_eq!(
+            config.state.unwrap().path,
+            PathBuf::from("/var/lib/flowwatch/state.json")
+        );
+        assert_eq!(
+            config.http.unwrap().listen,
+            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+        );
+    }
+}
