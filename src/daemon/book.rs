@@ -1,0 +1,225 @@
+//! The loop's book of watches: every watch of the current config, polled or
+//! ended, by key and by scheduler id. How watches ended is kept in one place
+//! (`Tracked::ended`); the counts, the `--once` verdict and the closing
+//! report are all read from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::Subject;
+use crate::poll::Status;
+use crate::schedule::{self, WatchId};
+use crate::transition::Tracker;
+use crate::watch::{Watch, WatchKey};
+
+/// How the run ended: the verdict, and each watch's last word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// One per watch, in key order.
+    pub watches: Vec<WatchReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchReport {
+    pub execution: String,
+    /// The last status seen, or `abandoned (REASON)`, or `-` when none yet.
+    pub result: String,
+    pub polls: u64,
+}
+
+/// How a `--once` run ended, and so the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every execution `Succeeded` (or the daemon was stopped by a signal).
+    Success,
+    /// At least one ended `Failed`, `TimedOut`, `Aborted`, or was abandoned.
+    SomeFailed,
+}
+
+/// One watched execution, as the loop tracks it.
+pub(super) struct Tracked {
+    pub key: WatchKey,
+    pub watch: Arc<Watch>,
+    pub region: Arc<str>,
+    /// The scheduler's handle while the watch is polled.
+    pub id: Option<WatchId>,
+    /// Last status, polls, since, learned ARN: the transition stage's memory.
+    pub tracker: Tracker,
+    /// How the watch ended, once it is no longer polled.
+    pub ended: Option<Ending>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    Succeeded,
+    Failed,
+    Abandoned(schedule::Reason),
+}
+
+impl Ending {
+    /// How a watch that reached `status` (terminal) ended.
+    pub fn of(status: Option<&Status>) -> Ending {
+        match status {
+            Some(Status::Succeeded) => Ending::Succeeded,
+            _ => Ending::Failed,
+        }
+    }
+}
+
+/// Watches no longer polled, by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub abandoned: usize,
+}
+
+impl Tracked {
+    /// The watch as events name it.
+    pub fn subject(&self) -> Subject<'_> {
+        let target = &self.watch.target;
+        Subject {
+            execution_arn: target.arn.as_deref().or(self.tracker.learned_arn()),
+            flow: &target.flow,
+            alias: &target.alias,
+            execution: &target.execution,
+            region: &self.region,
+            labels: &self.watch.labels,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Book {
+    tracked: HashMap<WatchKey, Tracked>,
+    /// The watches the scheduler still polls.
+    polling: HashMap<WatchId, WatchKey>,
+}
+
+impl Book {
+    /// Tracks a watch; a tracker restored with a terminal status is ended
+    /// at once (it is neither re-polled nor re-emitted, issue 4).
+    pub fn add(&mut self, tracked: Tracked) -> &mut Tracked {
+        let mut tracked = tracked;
+        if tracked.tracker.is_terminal() {
+            tracked.ended = Some(Ending::of(tracked.tracker.last()));
+        }
+        if let Some(id) = tracked.id {
+            self.polling.insert(id, tracked.key.clone());
+        }
+        let key = tracked.key.clone();
+        self.tracked.entry(key).insert_entry(tracked).into_mut()
+    }
+
+    /// Links a tracked watch to the scheduler's id for it.
+    pub fn poll_as(&mut self, key: &WatchKey, id: WatchId) {
+        if let Some(tracked) = self.tracked.get_mut(key) {
+            tracked.id = Some(id);
+            self.polling.insert(id, key.clone());
+        }
+    }
+
+    /// Forgets a watch; the caller tells the scheduler.
+    pub fn remove(&mut self, key: &WatchKey) -> Option<Tracked> {
+        let tracked = self.tracked.remove(key)?;
+        if let Some(id) = tracked.id {
+            self.polling.remove(&id);
+        }
+        Some(tracked)
+    }
+
+    pub fn get(&self, key: &WatchKey) -> Option<&Tracked> {
+        self.tracked.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &WatchKey) -> Option<&mut Tracked> {
+        self.tracked.get_mut(key)
+    }
+
+    /// The key of a polled watch; `None` for an id the loop no longer polls
+    /// (removed by a reload while in flight).
+    pub fn key_of(&self, id: WatchId) -> Option<&WatchKey> {
+        self.polling.get(&id)
+    }
+
+    /// The watch the scheduler handed out.
+    pub fn polled_mut(&mut self, id: WatchId) -> Option<&mut Tracked> {
+        let key = self.polling.get(&id)?;
+        self.tracked.get_mut(key)
+    }
+
+    /// The watch is no longer polled: it ended this way.
+    pub fn end(&mut self, key: &WatchKey, ending: Ending) {
+        if let Some(tracked) = self.tracked.get_mut(key) {
+            if let Some(id) = tracked.id.take() {
+                self.polling.remove(&id);
+            }
+            tracked.ended = Some(ending);
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for tracked in self.tracked.values() {
+            match tracked.ended {
+                Some(Ending::Succeeded) => counts.succeeded += 1,
+                Some(Ending::Failed) => counts.failed += 1,
+                Some(Ending::Abandoned(_)) => counts.abandoned += 1,
+                None => {}
+            }
+        }
+        counts
+    }
+
+    /// Watches by last status (`abandoned`, `unknown` before any answer),
+    /// for the `flowwatch_watches` gauge.
+    pub fn by_status(&self) -> Vec<(&str, i64)> {
+        let mut by_status: HashMap<&str, i64> = HashMap::new();
+        for tracked in self.tracked.values() {
+            let status = match (&tracked.ended, tracked.tracker.last()) {
+                (Some(Ending::Abandoned(_)), _) => "abandoned",
+                (_, Some(status)) => status.as_str(),
+                (_, None) => "unknown",
+            };
+            *by_status.entry(status).or_default() += 1;
+        }
+        by_status.into_iter().collect()
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        let counts = self.counts();
+        if counts.failed + counts.abandoned > 0 {
+            Verdict::SomeFailed
+        } else {
+            Verdict::Success
+        }
+    }
+
+    pub fn report(&self) -> Report {
+        let mut watches: Vec<(&WatchKey, WatchReport)> = self
+            .tracked
+            .iter()
+            .map(|(key, tracked)| {
+                let result = match (&tracked.ended, tracked.tracker.last()) {
+                    (Some(Ending::Abandoned(reason)), _) => {
+                        format!("abandoned ({})", reason.as_str())
+                    }
+                    (_, Some(status)) => status.to_string(),
+                    (_, None) => "-".to_string(),
+                };
+                let report = WatchReport {
+                    execution: tracked.watch.target.execution.clone(),
+                    result,
+                    polls: tracked.tracker.polls(),
+                };
+                (key, report)
+            })
+            .collect();
+        watches.sort_by(|a, b| a.0.cmp(b.0));
+        Report {
+            verdict: self.verdict(),
+            watches: watches.into_iter().map(|(_, report)| report).collect(),
+        }
+    }
+}

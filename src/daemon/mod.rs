@@ -1,0 +1,491 @@
+//! The one loop: wires config -> watch set -> scheduler -> poll -> transition
+//! -> events and state, and owns reload and shutdown.
+//!
+//! In: a validated `Config`, a `Fetch` (the SDK client, or a test's scripted
+//! one), reload requests, a shutdown token. Out: contract events, state
+//! writes, metrics, and the `--once` verdict. Every decision is made by the
+//! pure stages (`schedule`, `transition`); this module only moves data
+//! between them and the edges. `book.rs` keeps the watches, `reload.rs`
+//! applies a new config.
+
+mod book;
+mod reload;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::event::{self, Event};
+use crate::poll::{FailureKind, Fetch, PollOutcome, Target};
+use crate::schedule::{self, Next, Scheduler, WatchId};
+use crate::service::files::FileWatcher;
+use crate::service::http::Health;
+use crate::service::metrics::Metrics;
+use crate::service::notify::{self, Notifier};
+use crate::state::{Snapshot, StateWriter};
+use crate::transition::{Observed, Tracker};
+use crate::watch::{Watch, WatchKey, WatchSet};
+
+use book::{Book, Ending, Tracked};
+pub use book::{Report, Verdict, WatchReport};
+pub use reload::Reload;
+
+/// How long in-flight polls may finish after a stop was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The loop wakes at least this often to beat the health check and watchdog,
+/// even when no watch is due.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Problems that stop the daemon before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no region for watch {watch}: set [aws] region, the watch's region, or AWS_REGION")]
+    NoRegion { watch: String },
+    #[error("cannot serve http on {listen}")]
+    Http {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the loop needs beyond the config; the edges hand these in.
+pub struct Edges {
+    /// The region for watches that name none (the standard chain's answer).
+    pub default_region: Option<String>,
+    pub state: Option<StateWriter>,
+    /// Restored statuses by watch key (empty without `[state]`).
+    pub restored: Snapshot,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub notifier: Notifier,
+    /// Kept alive while the loop runs; re-aimed after a reload.
+    pub files: Option<FileWatcher>,
+    /// With `--once`: stop when every watch is terminal or abandoned.
+    pub once: bool,
+}
+
+/// A finished poll, as the spawned task hands it back.
+struct Done {
+    id: WatchId,
+    outcome: PollOutcome,
+    latency: Duration,
+}
+
+pub struct Daemon<F: Fetch> {
+    fetch: F,
+    config: Config,
+    scheduler: Scheduler,
+    /// Every watch of the current config, polled or ended.
+    book: Book,
+    in_flight: JoinSet<Done>,
+    edges: Edges,
+    /// Throttled answers so far, for STATUS.
+    throttled: usize,
+    /// Why the last reload was refused, to tell a real change from an echo.
+    last_error: Option<String>,
+}
+
+impl<F: Fetch> Daemon<F> {
+    /// Builds the loop's state and starts every watch of `config` (terminal
+    /// ones restored from state are counted, not polled).
+    pub fn new(config: Config, fetch: F, edges: Edges, now: Instant) -> Result<Self, DaemonError> {
+        let mut daemon = Daemon {
+            fetch,
+            scheduler: Scheduler::new(&config.poll),
+            config,
+            book: Book::default(),
+            in_flight: JoinSet::new(),
+            edges,
+            throttled: 0,
+            last_error: None,
+        };
+        let watches = daemon.config.watches.clone();
+        daemon.check_regions(&watches)?;
+        event::emit(&Event::DaemonStarted {
+            watches: watches.len(),
+            version: env!("CARGO_PKG_VERSION"),
+        });
+        for (key, watch) in watches.iter() {
+            daemon.add(key.clone(), watch.clone(), now);
+        }
+        // Saved watches the config no longer lists leave the state file.
+        if let Some(state) = &daemon.edges.state {
+            for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
+                state.forget(&key);
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// Runs until shutdown, or with `--once` until every watch has ended.
+    pub async fn run(
+        mut self,
+        mut reloads: mpsc::Receiver<Reload>,
+        shutdown: CancellationToken,
+    ) -> Report {
+        self.start_ready(Instant::now());
+        self.edges.health.set_ready();
+        self.edges.notifier.ready();
+        self.report_status();
+        let mut heartbeat = tokio::time::interval(self.heartbeat_period());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.edges.once && self.is_finished() {
+                break;
+            }
+            let wakeup = self.scheduler.next_wakeup();
+            // Biased, in this order: a stop first; the heartbeat before the
+            // busy branches so a flood of completions cannot starve the
+            // watchdog; reloads before polls.
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = heartbeat.tick() => self.beat(),
+                Some(trigger) = reloads.recv() => self.reload(trigger, Instant::now()),
+                Some(done) = self.in_flight.join_next() => {
+                    let now = Instant::now();
+                    match done {
+                        Ok(done) => self.finish(done, now),
+                        Err(error) => tracing::error!(%error, "a poll task died; this is a bug"),
+                    }
+                    self.start_ready(now);
+                }
+                () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
+            }
+        }
+        self.stop().await
+    }
+
+    fn heartbeat_period(&self) -> Duration {
+        match self.edges.notifier.watchdog_interval() {
+            Some(half) if half < HEARTBEAT => half,
+            _ => HEARTBEAT,
+        }
+    }
+
+    /// Health, watchdog and STATUS: proof that this loop, not just the
+    /// process, is alive.
+    fn beat(&mut self) {
+        self.edges.health.beat();
+        self.edges.notifier.watchdog();
+        self.report_status();
+    }
+
+    fn report_status(&self) {
+        let counts = self.book.counts();
+        self.edges.notifier.status(&notify::status_line(
+            self.scheduler.len(),
+            counts.succeeded + counts.failed,
+            self.throttled,
+        ));
+        self.edges.metrics.set_watches(&self.book.by_status());
+        for (region, rate) in self.scheduler.rates() {
+            self.edges.metrics.set_rate(region, rate);
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.scheduler.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// Every watch needs a region before any request is sent.
+    fn check_regions(&self, watches: &WatchSet) -> Result<(), DaemonError> {
+        for (key, watch) in watches.iter() {
+            if watch.target.region.is_none() && self.edges.default_region.is_none() {
+                return Err(DaemonError::NoRegion {
+                    watch: key.as_str().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Tracks a watch, resuming it from the state file when it was saved,
+    /// and polls it unless it already ended.
+    fn add(&mut self, key: WatchKey, watch: Arc<Watch>, now: Instant) {
+        // Shared with the config's copy: one per region, not per watch.
+        let region: Arc<str> = watch
+            .target
+            .region
+            .clone()
+            .or_else(|| self.edges.default_region.as_deref().map(Arc::from))
+            .expect("check_regions ran before any watch is added");
+        let wall_now = SystemTime::now();
+        let arn = watch.target.arn.as_deref();
+        let tracker = match self.edges.restored.watches.remove(key.as_str()) {
+            Some(saved) => Tracker::restore(arn, key.as_str(), &saved, wall_now),
+            None => Tracker::new(arn, key.as_str(), wall_now),
+        };
+        let tracked = self.book.add(Tracked {
+            key: key.clone(),
+            watch,
+            region,
+            id: None,
+            tracker,
+            ended: None,
+        });
+        if tracked.ended.is_some() {
+            return;
+        }
+        let watched_for = tracked.tracker.watched_for(wall_now);
+        let id = self.scheduler.insert(&tracked.region, now, watched_for);
+        event::emit(&Event::WatchAdded {
+            subject: tracked.subject(),
+            source: &tracked.watch.source,
+        });
+        self.book.poll_as(&key, id);
+    }
+
+    fn remove(&mut self, key: &WatchKey) {
+        if let Some(tracked) = self.book.remove(key) {
+            if let Some(id) = tracked.id {
+                self.scheduler.remove(id);
+            }
+            event::emit(&Event::WatchRemoved {
+                subject: tracked.subject(),
+            });
+            if let Some(state) = &self.edges.state {
+                state.forget(key.as_str());
+            }
+        }
+    }
+
+    /// Starts every poll the scheduler allows now.
+    fn start_ready(&mut self, now: Instant) {
+        while let Some(id) = self.scheduler.take_ready(now) {
+            let tracked = self
+                .book
+                .polled_mut(id)
+                .expect("the scheduler only hands out ids the loop polls");
+            tracked.tracker.polled();
+            let target = Target {
+                region: tracked.region.clone(),
+                flow: tracked.watch.target.flow.as_str().into(),
+                alias: tracked.watch.target.alias.as_str().into(),
+                execution: tracked.watch.target.execution.as_str().into(),
+            };
+            let fetch = self.fetch.clone();
+            // Bound each poll even if the SDK's own timeout never fires
+            // (e.g. a credential provider that hangs).
+            let limit = self.config.poll.request_timeout + Duration::from_secs(5);
+            self.in_flight.spawn(async move {
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(limit, fetch.fetch(&target)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => PollOutcome::Failed {
+                        kind: FailureKind::Timeout,
+                        code: None,
+                        message: format!("no answer within {}ms", limit.as_millis()),
+                        retry_after: None,
+                    },
+                };
+                Done {
+                    id,
+                    outcome,
+                    latency: started.elapsed(),
+                }
+            });
+        }
+    }
+
+    /// Records one finished poll: transition detection, scheduling, events.
+    fn finish(&mut self, done: Done, now: Instant) {
+        let Done {
+            id,
+            outcome,
+            latency,
+        } = done;
+        self.edges.metrics.poll(outcome_name(&outcome), latency);
+        let Some(key) = self.book.key_of(id).cloned() else {
+            // Removed by a reload while in flight: this frees its slot, and
+            // the region's budget still learns from the answer.
+            let seen = match outcome {
+                PollOutcome::Throttled { retry_after } => {
+                    schedule::Outcome::Throttled { retry_after }
+                }
+                _ => schedule::Outcome::Unchanged,
+            };
+            self.scheduler.record(id, &seen, now);
+            return;
+        };
+        let decided = match &outcome {
+            PollOutcome::Observed(observation) => self.observe(&key, observation),
+            PollOutcome::Throttled { retry_after } => {
+                self.throttled += 1;
+                let tracked = self.book.get(&key).expect("polled watches are tracked");
+                self.edges.metrics.throttled(&tracked.region);
+                schedule::Outcome::Throttled {
+                    retry_after: *retry_after,
+                }
+            }
+            PollOutcome::Failed { retry_after, .. } => schedule::Outcome::Failed {
+                retry_after: *retry_after,
+            },
+            PollOutcome::NotFound { message } => {
+                tracing::debug!(watch = %key.as_str(), %message, "execution not found yet");
+                schedule::Outcome::NotFound
+            }
+            PollOutcome::Invalid { .. } => schedule::Outcome::Invalid,
+            PollOutcome::AccessDenied { .. } => schedule::Outcome::AccessDenied,
+        };
+        let next = self.scheduler.record(id, &decided, now);
+        match next {
+            Next::Abandon(reason) => self.book.end(&key, Ending::Abandoned(reason)),
+            Next::Done => {
+                let last = self.book.get(&key).and_then(|t| t.tracker.last().cloned());
+                self.book.end(&key, Ending::of(last.as_ref()));
+            }
+            Next::PollAt(_) => {}
+        }
+        let tracked = self.book.get(&key).expect("looked up above");
+        let retry_in_ms = match next {
+            Next::PollAt(at) => at.saturating_duration_since(now).as_millis() as u64,
+            _ => 0,
+        };
+        match (&outcome, next) {
+            (_, Next::Abandon(reason)) => {
+                event::emit(&Event::Abandoned {
+                    subject: tracked.subject(),
+                    reason: reason.as_str(),
+                });
+                self.edges.metrics.abandoned(reason.as_str());
+            }
+            (_, Next::Done) => {}
+            (PollOutcome::Throttled { .. }, Next::PollAt(_)) => {
+                event::emit(&Event::Throttled {
+                    subject: tracked.subject(),
+                    retry_in_ms,
+                    rate_limit: self.scheduler.rate(&tracked.region),
+                });
+            }
+            (
+                PollOutcome::Failed {
+                    kind,
+                    code,
+                    message,
+                    ..
+                },
+                Next::PollAt(_),
+            ) => {
+                event::emit(&Event::PollFailed {
+                    subject: tracked.subject(),
+                    error_kind: kind.as_str(),
+                    error_code: code.as_deref(),
+                    error_message: message.as_str(),
+                    retry_in_ms,
+                });
+            }
+            (PollOutcome::AccessDenied { code, message }, Next::PollAt(_)) => {
+                event::emit(&Event::PollFailed {
+                    subject: tracked.subject(),
+                    error_kind: "access_denied",
+                    error_code: Some(code.as_str()),
+                    error_message: message.as_str(),
+                    retry_in_ms,
+                });
+            }
+            (_, Next::PollAt(_)) => {}
+        }
+    }
+
+    /// The transition stage for one successful poll; emits what it found,
+    /// saves the state record, and says what the scheduler should make of it.
+    fn observe(
+        &mut self,
+        key: &WatchKey,
+        observation: &crate::poll::Observation,
+    ) -> schedule::Outcome {
+        let tracked = self.book.get_mut(key).expect("polled watches are tracked");
+        match tracked.tracker.observe(observation, SystemTime::now()) {
+            Observed::Unchanged => schedule::Outcome::Unchanged,
+            Observed::Stale { terminal, seen } => {
+                event::emit(&Event::StaleStatus {
+                    subject: tracked.subject(),
+                    status: terminal.as_str(),
+                    seen: seen.as_str(),
+                });
+                schedule::Outcome::Terminal
+            }
+            Observed::Transition(transition) => {
+                for event in transition.events(tracked.subject()) {
+                    event::emit(&event);
+                }
+                self.edges.metrics.transition(transition.to.as_str());
+                // The event is out before the state says so: a crash in
+                // between replays the transition (at least once), never
+                // loses it.
+                if let Some(state) = &self.edges.state {
+                    state.mark(key.as_str(), transition.record);
+                }
+                if transition.terminal {
+                    schedule::Outcome::Terminal
+                } else {
+                    schedule::Outcome::Changed
+                }
+            }
+        }
+    }
+
+    /// No new polls; in-flight ones get `SHUTDOWN_GRACE` to finish and be
+    /// reported; state is flushed.
+    async fn stop(mut self) -> Report {
+        event::emit(&Event::Stopping {
+            watches_left: self.scheduler.len(),
+        });
+        self.edges.notifier.stopping();
+        let grace_ends = Instant::now() + SHUTDOWN_GRACE;
+        while !self.in_flight.is_empty() {
+            match tokio::time::timeout_at(grace_ends, self.in_flight.join_next()).await {
+                Ok(Some(Ok(done))) => {
+                    self.finish(done, Instant::now());
+                }
+                Ok(Some(Err(error))) => tracing::error!(%error, "a poll task died; this is a bug"),
+                Ok(None) => break,
+                Err(_) => {
+                    self.in_flight.abort_all();
+                    break;
+                }
+            }
+        }
+        if let Some(state) = &self.edges.state
+            && let Err(error) = state.flush().await
+        {
+            tracing::error!(%error, "cannot write the state file");
+        }
+        event::emit(&Event::Stopped {
+            watches_left: self.scheduler.len(),
+        });
+        self.book.report()
+    }
+
+    /// The config the loop runs on (after any reloads).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+fn outcome_name(outcome: &PollOutcome) -> &'static str {
+    match outcome {
+        PollOutcome::Observed(_) => "observed",
+        PollOutcome::Throttled { .. } => "throttled",
+        PollOutcome::Failed { .. } => "failed",
+        PollOutcome::NotFound { .. } => "not_found",
+        PollOutcome::Invalid { .. } => "invalid",
+        PollOutcome::AccessDenied { .. } => "access_denied",
+    }
+}
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
