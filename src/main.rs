@@ -26,10 +26,12 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(error) => return fail(&error, CONFIG_ERROR),
             };
-            if let Err(error) = flowwatch::event::init(&config.log) {
-                return fail(&error, 1);
+            let mut options = StartOptions::new(once);
+            match flowwatch::event::init(&config.log) {
+                Ok(log_level) => options.log_level = Some(log_level),
+                Err(error) => return fail(&error, 1),
             }
-            match runtime().block_on(run::start(config, StartOptions::new(once))) {
+            match runtime().block_on(run::start(config, options)) {
                 Ok(report) if once && report.verdict == Verdict::SomeFailed => {
                     ExitCode::from(SOME_FAILED)
                 }

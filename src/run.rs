@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report};
 use crate::error::error_chain;
-use crate::event::{self, Event};
+use crate::event::{self, Event, LevelHandle};
 use crate::poll::SdkFetcher;
 use crate::service;
 use crate::service::files::FileWatcher;
@@ -31,6 +32,8 @@ pub struct StartOptions {
     pub shutdown: CancellationToken,
     /// Reload on SIGHUP and on changes to the config and include files.
     pub live_reload: bool,
+    /// Sets `[log] level` when a reload changes it (`event::init`'s handle).
+    pub log_level: Option<LevelHandle>,
 }
 
 impl StartOptions {
@@ -40,6 +43,7 @@ impl StartOptions {
             credentials: None,
             shutdown: CancellationToken::new(),
             live_reload: true,
+            log_level: None,
         }
     }
 }
@@ -47,12 +51,12 @@ impl StartOptions {
 /// Wires the edges (SDK client, state file, HTTP, systemd, signals, file
 /// watching) around the loop and runs it to the end.
 pub async fn start(config: Config, options: StartOptions) -> Result<Report, DaemonError> {
+    // Signal handlers first, before anything that can block (the SDK's
+    // region chain, binding HTTP, reading state): a stop during start-up is
+    // not lost, and a second one is not fatal (issue 7.8).
     let shutdown = options.shutdown;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_stop_signal().await;
-        stop.cancel();
-    });
+    let hurry = CancellationToken::new();
+    spawn_stop_on_signals(StopSignals::install(), shutdown.clone(), hurry.clone());
     let (reload_tx, reload_rx) = mpsc::channel(2);
     if options.live_reload {
         spawn_reload_on_sighup(reload_tx.clone());
@@ -126,7 +130,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         files,
         once: options.once,
     };
-    let daemon = Daemon::new(config, fetch, edges, Instant::now())?;
+    let mut daemon = Daemon::new(config, fetch, edges, Instant::now())?.with_hurry(hurry);
+    if let Some(log_level) = options.log_level {
+        daemon = daemon.with_log_level(log_level);
+    }
     Ok(daemon.run(reload_rx, shutdown).await)
 }
 
@@ -136,19 +143,50 @@ const STATE_EVERY: Duration = Duration::from_secs(1);
 /// being written is not read half-way.
 const FILES_QUIET: Duration = Duration::from_millis(300);
 
-/// Returns on SIGTERM or SIGINT.
-pub async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled on unix");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be handled on unix");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, handled from the moment `install` returns.
+pub struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> StopSignals {
+        StopSignals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM can be handled on unix"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT can be handled on unix"),
+        }
+    }
+
+    /// Returns on the next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
+/// Returns on SIGTERM or SIGINT.
+pub async fn wait_for_stop_signal() {
+    StopSignals::install().recv().await;
+}
+
+/// The first stop signal cancels `shutdown` (graceful), the second `hurry`
+/// (stop waiting for in-flight polls).
+fn spawn_stop_on_signals(
+    mut signals: StopSignals,
+    shutdown: CancellationToken,
+    hurry: CancellationToken,
+) {
+    tokio::spawn(async move {
+        signals.recv().await;
+        shutdown.cancel();
+        signals.recv().await;
+        hurry.cancel();
+    });
+}
+
 fn spawn_reload_on_sighup(reload_tx: mpsc::Sender<Reload>) {
-    use tokio::signal::unix::{SignalKind, signal};
     // Registered before READY: SIGHUP's default action would end the process.
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP can be handled on unix");
     tokio::spawn(async move {

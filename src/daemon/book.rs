@@ -10,7 +10,7 @@ use crate::event::Subject;
 use crate::poll::Status;
 use crate::schedule::{self, WatchId};
 use crate::transition::Tracker;
-use crate::watch::{Watch, WatchKey};
+use crate::watch::{Labels, Watch, WatchKey};
 
 /// How the run ended: the verdict, and each watch's last word.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,11 @@ pub(super) struct Book {
     tracked: HashMap<WatchKey, Tracked>,
     /// The watches the scheduler still polls.
     polling: HashMap<WatchId, WatchKey>,
+    /// Execution ARNs the service revealed, to the watch that learned each.
+    learned: HashMap<String, WatchKey>,
+    /// Config keys found to name the execution another watch watches
+    /// (issue 7.1): alias -> the watch that goes on for both.
+    aliases: HashMap<WatchKey, WatchKey>,
 }
 
 impl Book {
@@ -120,13 +125,90 @@ impl Book {
         }
     }
 
-    /// Forgets a watch; the caller tells the scheduler.
+    /// Forgets a watch; the caller tells the scheduler. Aliases of it are
+    /// forgotten too.
     pub fn remove(&mut self, key: &WatchKey) -> Option<Tracked> {
         let tracked = self.tracked.remove(key)?;
         if let Some(id) = tracked.id {
             self.polling.remove(&id);
         }
+        if let Some(arn) = tracked.tracker.learned_arn() {
+            self.learned.remove(arn);
+        }
+        self.aliases.retain(|_, keeper| keeper != key);
         Some(tracked)
+    }
+
+    /// The watch, other than `asking`, that already names execution `arn`:
+    /// by its configured ARN (its key) or by one it learned.
+    pub fn holder_of(&self, arn: &str, asking: &WatchKey) -> Option<WatchKey> {
+        let by_key = WatchKey(Arc::from(arn));
+        let holder = if self.tracked.contains_key(&by_key) {
+            by_key
+        } else {
+            self.learned.get(arn)?.clone()
+        };
+        (holder != *asking).then_some(holder)
+    }
+
+    /// `key` learned its execution ARN from an answer.
+    pub fn learned(&mut self, arn: &str, key: &WatchKey) {
+        self.learned.insert(arn.to_string(), key.clone());
+    }
+
+    /// `alias` is the execution `keeper` watches: `keeper` takes its labels
+    /// (its own win a conflict), `alias` is no longer tracked.
+    pub fn merge(&mut self, alias: &WatchKey, keeper: &WatchKey) {
+        let Some(gone) = self.remove(alias) else {
+            return;
+        };
+        if let Some(kept) = self.tracked.get_mut(keeper) {
+            kept.watch = with_labels(&kept.watch, &gone.watch.labels);
+        }
+        self.aliases.insert(alias.clone(), keeper.clone());
+    }
+
+    /// The watch `key` was merged into, if it was.
+    pub fn keeper_of(&self, key: &WatchKey) -> Option<&WatchKey> {
+        self.aliases.get(key)
+    }
+
+    /// Forgets that `alias` was merged (a reload dropped it).
+    pub fn forget_alias(&mut self, alias: &WatchKey) {
+        self.aliases.remove(alias);
+    }
+
+    /// Every (alias, keeper) pair.
+    pub fn aliases(&self) -> impl Iterator<Item = (&WatchKey, &WatchKey)> {
+        self.aliases.iter()
+    }
+
+    /// Moves a watch to another of its keys (a reload dropped the key it
+    /// was tracked by but kept an alias): status, counts and polling go on.
+    pub fn rekey(&mut self, from: &WatchKey, to: &WatchKey, watch: Arc<Watch>) {
+        let Some(mut tracked) = self.tracked.remove(from) else {
+            return;
+        };
+        self.aliases.remove(to);
+        for keeper in self.aliases.values_mut() {
+            if keeper == from {
+                *keeper = to.clone();
+            }
+        }
+        if let Some(arn) = tracked.tracker.learned_arn() {
+            self.learned.insert(arn.to_string(), to.clone());
+        }
+        if let Some(id) = tracked.id {
+            self.polling.insert(id, to.clone());
+        }
+        tracked.key = to.clone();
+        tracked.watch = watch;
+        self.tracked.insert(to.clone(), tracked);
+    }
+
+    /// Watches tracked (an alias is not one).
+    pub fn len(&self) -> usize {
+        self.tracked.len()
     }
 
     pub fn get(&self, key: &WatchKey) -> Option<&Tracked> {
@@ -222,4 +304,19 @@ impl Book {
             watches: watches.into_iter().map(|(_, report)| report).collect(),
         }
     }
+}
+
+/// `watch` with the labels of `more` it lacks added.
+pub(super) fn with_labels(watch: &Arc<Watch>, more: &Labels) -> Arc<Watch> {
+    if more.keys().all(|label| watch.labels.contains_key(label)) {
+        return watch.clone();
+    }
+    let mut labels = (*watch.labels).clone();
+    for (label, value) in more {
+        labels.entry(label.clone()).or_insert_with(|| value.clone());
+    }
+    Arc::new(Watch {
+        labels: Arc::new(labels),
+        ..(**watch).clone()
+    })
 }

@@ -11,17 +11,18 @@
 mod book;
 mod reload;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::event::{self, Event};
-use crate::poll::{FailureKind, Fetch, PollOutcome, Target};
+use crate::event::{self, Event, LevelHandle};
+use crate::poll::{FailureKind, Fetch, Observation, PollOutcome, Target};
 use crate::schedule::{self, Next, Scheduler, WatchId};
 use crate::service::files::FileWatcher;
 use crate::service::http::Health;
@@ -33,10 +34,14 @@ use crate::watch::{Watch, WatchKey, WatchSet};
 
 use book::{Book, Ending, Tracked};
 pub use book::{Report, Verdict, WatchReport};
+use reload::Launch;
 pub use reload::Reload;
 
 /// How long in-flight polls may finish after a stop was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest the shutdown's state flush may take: a stuck disk must not
+/// keep a stopping daemon alive (issue 7.8).
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// The loop wakes at least this often to beat the health check and watchdog,
 /// even when no watch is due.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -75,8 +80,14 @@ pub struct Edges {
 /// A finished poll, as the spawned task hands it back.
 struct Done {
     id: WatchId,
-    outcome: PollOutcome,
+    /// `Err` when the poll task panicked.
+    outcome: Result<PollOutcome, Panicked>,
     latency: Duration,
+}
+
+/// A poll task that panicked: a failed poll of kind `internal` (issue 7.4).
+struct Panicked {
+    message: String,
 }
 
 pub struct Daemon<F: Fetch> {
@@ -86,7 +97,16 @@ pub struct Daemon<F: Fetch> {
     /// Every watch of the current config, polled or ended.
     book: Book,
     in_flight: JoinSet<Done>,
+    /// Which watch each running poll task is for, so a task that panics
+    /// still frees its watch's slot.
+    tasks: HashMap<task::Id, WatchId>,
     edges: Edges,
+    /// What this process was started with that a reload cannot change.
+    launch: Launch,
+    /// Sets `[log] level` on a reload, when the caller installed one.
+    log_level: Option<LevelHandle>,
+    /// Cancelled by a second stop signal: stop waiting for in-flight polls.
+    hurry: CancellationToken,
     /// Throttled answers so far, for STATUS.
     throttled: usize,
     /// Why the last reload was refused, to tell a real change from an echo.
@@ -100,12 +120,16 @@ impl<F: Fetch> Daemon<F> {
         let mut daemon = Daemon {
             fetch,
             scheduler: Scheduler::new(&config.poll),
-            config,
             book: Book::default(),
             in_flight: JoinSet::new(),
+            tasks: HashMap::new(),
+            launch: Launch::of(&config),
+            log_level: None,
+            hurry: CancellationToken::new(),
             edges,
             throttled: 0,
             last_error: None,
+            config,
         };
         let watches = daemon.config.watches.clone();
         daemon.check_regions(&watches)?;
@@ -123,6 +147,19 @@ impl<F: Fetch> Daemon<F> {
             }
         }
         Ok(daemon)
+    }
+
+    /// A reload sets `[log] level` through `handle`.
+    pub fn with_log_level(mut self, handle: LevelHandle) -> Self {
+        self.log_level = Some(handle);
+        self
+    }
+
+    /// Once `hurry` is cancelled (a second stop signal), shutdown stops
+    /// waiting for in-flight polls: the state is flushed and the loop ends.
+    pub fn with_hurry(mut self, hurry: CancellationToken) -> Self {
+        self.hurry = hurry;
+        self
     }
 
     /// Runs until shutdown, or with `--once` until every watch has ended.
@@ -150,12 +187,9 @@ impl<F: Fetch> Daemon<F> {
                 () = shutdown.cancelled() => break,
                 _ = heartbeat.tick() => self.beat(),
                 Some(trigger) = reloads.recv() => self.reload(trigger, Instant::now()),
-                Some(done) = self.in_flight.join_next() => {
+                Some(joined) = self.in_flight.join_next_with_id() => {
                     let now = Instant::now();
-                    match done {
-                        Ok(done) => self.finish(done, now),
-                        Err(error) => tracing::error!(%error, "a poll task died; this is a bug"),
-                    }
+                    self.joined(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -220,10 +254,18 @@ impl<F: Fetch> Daemon<F> {
             .expect("check_regions ran before any watch is added");
         let wall_now = SystemTime::now();
         let arn = watch.target.arn.as_deref();
-        let tracker = match self.edges.restored.watches.remove(key.as_str()) {
-            Some(saved) => Tracker::restore(arn, key.as_str(), &saved, wall_now),
+        let saved = self.edges.restored.watches.remove(key.as_str());
+        let tracker = match &saved {
+            Some(saved) => Tracker::restore(arn, key.as_str(), saved, wall_now),
             None => Tracker::new(arn, key.as_str(), wall_now),
         };
+        if saved.is_none()
+            && let Some(state) = &self.edges.state
+        {
+            // When watching began is saved before the first answer, so
+            // `max_watch` is not reset by every restart (issue 7.7).
+            state.mark(key.as_str(), tracker.record());
+        }
         let tracked = self.book.add(Tracked {
             key: key.clone(),
             watch,
@@ -273,10 +315,8 @@ impl<F: Fetch> Daemon<F> {
                 execution: tracked.watch.target.execution.as_str().into(),
             };
             let fetch = self.fetch.clone();
-            // Bound each poll even if the SDK's own timeout never fires
-            // (e.g. a credential provider that hangs).
-            let limit = self.config.poll.request_timeout + Duration::from_secs(5);
-            self.in_flight.spawn(async move {
+            let limit = self.poll_limit();
+            let task = self.in_flight.spawn(async move {
                 let started = Instant::now();
                 let outcome = match tokio::time::timeout(limit, fetch.fetch(&target)).await {
                     Ok(outcome) => outcome,
@@ -289,11 +329,54 @@ impl<F: Fetch> Daemon<F> {
                 };
                 Done {
                     id,
-                    outcome,
+                    outcome: Ok(outcome),
                     latency: started.elapsed(),
                 }
             });
+            self.tasks.insert(task.id(), id);
         }
+    }
+
+    /// How long one poll may take, fixed when it starts (a reload leaves
+    /// requests in flight with their old timeout). The SDK client keeps the
+    /// `request_timeout` it was built with; this bounds each poll even if
+    /// that never fires (e.g. a credential provider that hangs), and applies
+    /// a timeout lowered by a reload.
+    fn poll_limit(&self) -> Duration {
+        let now = self.config.poll.request_timeout;
+        if now < self.launch.request_timeout {
+            now
+        } else {
+            self.launch.request_timeout + Duration::from_secs(5)
+        }
+    }
+
+    /// A poll task ended: normally with its `Done`; a panic is a failed poll
+    /// of its watch, retried like any other (issue 7.4).
+    fn joined(&mut self, joined: Result<(task::Id, Done), JoinError>, now: Instant) {
+        let done = match joined {
+            Ok((task, done)) => {
+                self.tasks.remove(&task);
+                done
+            }
+            Err(error) => {
+                let Some(id) = self.tasks.remove(&error.id()) else {
+                    return;
+                };
+                let message = if error.is_panic() {
+                    panic_message(error.into_panic())
+                } else {
+                    "the poll task was cancelled".to_string()
+                };
+                tracing::error!(%message, "a poll task panicked; this is a bug");
+                Done {
+                    id,
+                    outcome: Err(Panicked { message }),
+                    latency: Duration::ZERO,
+                }
+            }
+        };
+        self.finish(done, now);
     }
 
     /// Records one finished poll: transition detection, scheduling, events.
@@ -303,12 +386,13 @@ impl<F: Fetch> Daemon<F> {
             outcome,
             latency,
         } = done;
-        self.edges.metrics.poll(outcome_name(&outcome), latency);
+        let name = outcome.as_ref().map_or("failed", outcome_name);
+        self.edges.metrics.poll(name, latency);
         let Some(key) = self.book.key_of(id).cloned() else {
             // Removed by a reload while in flight: this frees its slot, and
             // the region's budget still learns from the answer.
             let seen = match outcome {
-                PollOutcome::Throttled { retry_after } => {
+                Ok(PollOutcome::Throttled { retry_after }) => {
                     schedule::Outcome::Throttled { retry_after }
                 }
                 _ => schedule::Outcome::Unchanged,
@@ -316,8 +400,23 @@ impl<F: Fetch> Daemon<F> {
             self.scheduler.record(id, &seen, now);
             return;
         };
-        let decided = match &outcome {
-            PollOutcome::Observed(observation) => self.observe(&key, observation),
+        let Ok(polled) = &outcome else {
+            let failed = schedule::Outcome::Failed { retry_after: None };
+            let next = self.scheduler.record(id, &failed, now);
+            return self.after(&key, &outcome, next, now);
+        };
+        let decided = match polled {
+            PollOutcome::Observed(observation) => match self.observe(&key, observation) {
+                Some(decided) => decided,
+                None => {
+                    // Merged into the watch that already names this
+                    // execution: forgotten here, its slot freed.
+                    self.scheduler.remove(id);
+                    self.scheduler
+                        .record(id, &schedule::Outcome::Unchanged, now);
+                    return;
+                }
+            },
             PollOutcome::Throttled { retry_after } => {
                 self.throttled += 1;
                 let tracked = self.book.get(&key).expect("polled watches are tracked");
@@ -337,20 +436,38 @@ impl<F: Fetch> Daemon<F> {
             PollOutcome::AccessDenied { .. } => schedule::Outcome::AccessDenied,
         };
         let next = self.scheduler.record(id, &decided, now);
+        self.after(&key, &outcome, next, now);
+    }
+
+    /// Acts on the scheduler's decision for a finished poll: the watch ends,
+    /// or the failure that delayed it is reported.
+    fn after(
+        &mut self,
+        key: &WatchKey,
+        outcome: &Result<PollOutcome, Panicked>,
+        next: Next,
+        now: Instant,
+    ) {
         match next {
-            Next::Abandon(reason) => self.book.end(&key, Ending::Abandoned(reason)),
+            Next::Abandon(reason) => self.book.end(key, Ending::Abandoned(reason)),
             Next::Done => {
-                let last = self.book.get(&key).and_then(|t| t.tracker.last().cloned());
-                self.book.end(&key, Ending::of(last.as_ref()));
+                let last = self.book.get(key).and_then(|t| t.tracker.last().cloned());
+                self.book.end(key, Ending::of(last.as_ref()));
             }
-            Next::PollAt(_) => {}
+            Next::PollAt(at) => {
+                tracing::debug!(
+                    watch = %key.as_str(),
+                    delay_ms = at.saturating_duration_since(now).as_millis() as u64,
+                    "poll scheduled"
+                );
+            }
         }
-        let tracked = self.book.get(&key).expect("looked up above");
+        let tracked = self.book.get(key).expect("the caller checked the key");
         let retry_in_ms = match next {
             Next::PollAt(at) => at.saturating_duration_since(now).as_millis() as u64,
             _ => 0,
         };
-        match (&outcome, next) {
+        match (outcome, next) {
             (_, Next::Abandon(reason)) => {
                 event::emit(&Event::Abandoned {
                     subject: tracked.subject(),
@@ -359,7 +476,16 @@ impl<F: Fetch> Daemon<F> {
                 self.edges.metrics.abandoned(reason.as_str());
             }
             (_, Next::Done) => {}
-            (PollOutcome::Throttled { .. }, Next::PollAt(_)) => {
+            (Err(Panicked { message }), Next::PollAt(_)) => {
+                event::emit(&Event::PollFailed {
+                    subject: tracked.subject(),
+                    error_kind: "internal",
+                    error_code: None,
+                    error_message: message,
+                    retry_in_ms,
+                });
+            }
+            (Ok(PollOutcome::Throttled { .. }), Next::PollAt(_)) => {
                 event::emit(&Event::Throttled {
                     subject: tracked.subject(),
                     retry_in_ms,
@@ -367,12 +493,12 @@ impl<F: Fetch> Daemon<F> {
                 });
             }
             (
-                PollOutcome::Failed {
+                Ok(PollOutcome::Failed {
                     kind,
                     code,
                     message,
                     ..
-                },
+                }),
                 Next::PollAt(_),
             ) => {
                 event::emit(&Event::PollFailed {
@@ -383,7 +509,7 @@ impl<F: Fetch> Daemon<F> {
                     retry_in_ms,
                 });
             }
-            (PollOutcome::AccessDenied { code, message }, Next::PollAt(_)) => {
+            (Ok(PollOutcome::AccessDenied { code, message }), Next::PollAt(_)) => {
                 event::emit(&Event::PollFailed {
                     subject: tracked.subject(),
                     error_kind: "access_denied",
@@ -397,40 +523,64 @@ impl<F: Fetch> Daemon<F> {
     }
 
     /// The transition stage for one successful poll; emits what it found,
-    /// saves the state record, and says what the scheduler should make of it.
-    fn observe(
-        &mut self,
-        key: &WatchKey,
-        observation: &crate::poll::Observation,
-    ) -> schedule::Outcome {
+    /// saves the state record, and says what the scheduler should make of
+    /// it. `None` when the answer revealed that another watch already names
+    /// this execution: this one merged into it (issue 7.1).
+    fn observe(&mut self, key: &WatchKey, observation: &Observation) -> Option<schedule::Outcome> {
+        let tracked = self.book.get(key).expect("polled watches are tracked");
+        if let Some(arn) = tracked.tracker.would_learn(observation) {
+            if let Some(keeper) = self.book.holder_of(arn, key) {
+                self.merge(key, &keeper);
+                return None;
+            }
+            let arn = arn.to_string();
+            self.book.learned(&arn, key);
+        }
         let tracked = self.book.get_mut(key).expect("polled watches are tracked");
-        match tracked.tracker.observe(observation, SystemTime::now()) {
-            Observed::Unchanged => schedule::Outcome::Unchanged,
-            Observed::Stale { terminal, seen } => {
-                event::emit(&Event::StaleStatus {
-                    subject: tracked.subject(),
-                    status: terminal.as_str(),
-                    seen: seen.as_str(),
-                });
-                schedule::Outcome::Terminal
-            }
-            Observed::Transition(transition) => {
-                for event in transition.events(tracked.subject()) {
-                    event::emit(&event);
-                }
-                self.edges.metrics.transition(transition.to.as_str());
-                // The event is out before the state says so: a crash in
-                // between replays the transition (at least once), never
-                // loses it.
-                if let Some(state) = &self.edges.state {
-                    state.mark(key.as_str(), transition.record);
-                }
-                if transition.terminal {
+        Some(
+            match tracked.tracker.observe(observation, SystemTime::now()) {
+                Observed::Unchanged => schedule::Outcome::Unchanged,
+                Observed::Stale { terminal, seen } => {
+                    event::emit(&Event::StaleStatus {
+                        subject: tracked.subject(),
+                        status: terminal.as_str(),
+                        seen: seen.as_str(),
+                    });
                     schedule::Outcome::Terminal
-                } else {
-                    schedule::Outcome::Changed
                 }
-            }
+                Observed::Transition(transition) => {
+                    for event in transition.events(tracked.subject()) {
+                        event::emit(&event);
+                    }
+                    self.edges.metrics.transition(transition.to.as_str());
+                    // The event is out before the state says so: a crash in
+                    // between replays the transition (at least once), never
+                    // loses it.
+                    if let Some(state) = &self.edges.state {
+                        state.mark(key.as_str(), transition.record);
+                    }
+                    if transition.terminal {
+                        schedule::Outcome::Terminal
+                    } else {
+                        schedule::Outcome::Changed
+                    }
+                }
+            },
+        )
+    }
+
+    /// `alias` turned out to be the execution `keeper` watches: `keeper`
+    /// goes on with both watches' labels, `alias` is forgotten without a
+    /// second copy of any event.
+    fn merge(&mut self, alias: &WatchKey, keeper: &WatchKey) {
+        tracing::debug!(
+            watch = %alias.as_str(),
+            into = %keeper.as_str(),
+            "two watches name one execution; merged"
+        );
+        self.book.merge(alias, keeper);
+        if let Some(state) = &self.edges.state {
+            state.forget(alias.as_str());
         }
     }
 
@@ -442,23 +592,39 @@ impl<F: Fetch> Daemon<F> {
         });
         self.edges.notifier.stopping();
         let grace_ends = Instant::now() + SHUTDOWN_GRACE;
+        let hurry = self.hurry.clone();
         while !self.in_flight.is_empty() {
-            match tokio::time::timeout_at(grace_ends, self.in_flight.join_next()).await {
-                Ok(Some(Ok(done))) => {
-                    self.finish(done, Instant::now());
-                }
-                Ok(Some(Err(error))) => tracing::error!(%error, "a poll task died; this is a bug"),
-                Ok(None) => break,
-                Err(_) => {
+            tokio::select! {
+                biased;
+                () = hurry.cancelled() => {
+                    tracing::warn!(
+                        in_flight = self.in_flight.len(),
+                        "stopping at once: in-flight polls are not awaited"
+                    );
                     self.in_flight.abort_all();
                     break;
                 }
+                joined = tokio::time::timeout_at(grace_ends, self.in_flight.join_next_with_id()) => {
+                    match joined {
+                        Ok(Some(joined)) => self.joined(joined, Instant::now()),
+                        Ok(None) => break,
+                        Err(_) => {
+                            self.in_flight.abort_all();
+                            break;
+                        }
+                    }
+                }
             }
         }
-        if let Some(state) = &self.edges.state
-            && let Err(error) = state.flush().await
-        {
-            tracing::error!(%error, "cannot write the state file");
+        if let Some(state) = &self.edges.state {
+            match tokio::time::timeout(FLUSH_LIMIT, state.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "cannot write the state file"),
+                Err(_) => tracing::error!(
+                    limit_ms = FLUSH_LIMIT.as_millis() as u64,
+                    "the state file was not written in time; stopping without it"
+                ),
+            }
         }
         event::emit(&Event::Stopped {
             watches_left: self.scheduler.len(),
@@ -480,6 +646,17 @@ fn outcome_name(outcome: &PollOutcome) -> &'static str {
         PollOutcome::NotFound { .. } => "not_found",
         PollOutcome::Invalid { .. } => "invalid",
         PollOutcome::AccessDenied { .. } => "access_denied",
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_string(),
+            Err(_) => "a poll task panicked".to_string(),
+        },
     }
 }
 

@@ -144,6 +144,17 @@ impl Record {
                 };
                 self.fields.push((Cow::Borrowed("labels"), labels));
             }
+            // `daemon.reloaded`'s list of changed keys, also a JSON string.
+            "changed" => {
+                let changed = match value {
+                    Value::String(text) => match serde_json::from_str(&text) {
+                        Ok(Value::Array(array)) => Value::Array(array),
+                        _ => Value::String(text),
+                    },
+                    other => other,
+                };
+                self.fields.push((Cow::Borrowed("changed"), changed));
+            }
             // Keep the line's own keys unique: a field may not overwrite them.
             name @ ("timestamp" | "level" | "target") => {
                 self.fields
