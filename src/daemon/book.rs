@@ -159,13 +159,23 @@ impl Book {
     /// `alias` is the execution `keeper` watches: `keeper` takes its labels
     /// (its own win a conflict), `alias` is no longer tracked.
     pub fn merge(&mut self, alias: &WatchKey, keeper: &WatchKey) {
-        let Some(gone) = self.remove(alias) else {
-            return;
-        };
+        if let Some(gone) = self.remove(alias) {
+            self.alias(alias, &gone.watch.labels, keeper);
+        }
+    }
+
+    /// Records `alias` (never tracked) as another name of `keeper`, whose
+    /// watch takes the labels it lacks.
+    pub fn alias(&mut self, alias: &WatchKey, labels: &Labels, keeper: &WatchKey) {
         if let Some(kept) = self.tracked.get_mut(keeper) {
-            kept.watch = with_labels(&kept.watch, &gone.watch.labels);
+            kept.watch = with_labels(&kept.watch, labels);
         }
         self.aliases.insert(alias.clone(), keeper.clone());
+    }
+
+    /// The watch that learned execution ARN `arn` from an answer.
+    pub fn learned_by(&self, arn: &str) -> Option<WatchKey> {
+        self.learned.get(arn).cloned()
     }
 
     /// The watch `key` was merged into, if it was.

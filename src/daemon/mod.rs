@@ -245,6 +245,14 @@ impl<F: Fetch> Daemon<F> {
     /// Tracks a watch, resuming it from the state file when it was saved,
     /// and polls it unless it already ended.
     fn add(&mut self, key: WatchKey, watch: Arc<Watch>, now: Instant) {
+        if let Some(arn) = watch.target.arn.as_deref()
+            && let Some(keeper) = self.book.learned_by(arn)
+        {
+            // A watch by parts already learned this ARN (a reload added the
+            // other spelling): one execution, one watch (issue 7.1).
+            self.book.alias(&key, &watch.labels, &keeper);
+            return;
+        }
         // Shared with the config's copy: one per region, not per watch.
         let region: Arc<str> = watch
             .target
@@ -343,9 +351,9 @@ impl<F: Fetch> Daemon<F> {
     /// that never fires (e.g. a credential provider that hangs), and applies
     /// a timeout lowered by a reload.
     fn poll_limit(&self) -> Duration {
-        let now = self.config.poll.request_timeout;
-        if now < self.launch.request_timeout {
-            now
+        let current = self.config.poll.request_timeout;
+        if current < self.launch.request_timeout {
+            current
         } else {
             self.launch.request_timeout + Duration::from_secs(5)
         }

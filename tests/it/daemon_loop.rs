@@ -558,3 +558,32 @@ async fn two_watches_the_service_reveals_as_one_execution_report_it_once() {
     assert_eq!(last["labels"]["owner"], "ops", "labels merged: {last}");
     assert_eq!(last["execution_arn"], ARN);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_adding_the_arn_a_watch_already_learned_adds_no_second_watch() {
+    const ARN: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-0";
+    let by_parts =
+        "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0\"\n";
+    let files = Files::new(FIXED_1S, by_parts);
+    let fetch = Scripted::always(observed_as("Running", ARN));
+    let daemon = TestLoop::start(files.config(), fetch.clone(), false);
+    tokio::time::sleep(secs(3)).await;
+    let by_arn =
+        format!("[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ team = \"search\" }}\n");
+    files.rewrite(FIXED_1S, &format!("{by_parts}\n{by_arn}"));
+    daemon.reloads.send(Reload::Signal).await.unwrap();
+    tokio::time::sleep(secs(3)).await;
+    let calls_before = fetch.calls().len();
+    tokio::time::sleep(secs(10)).await;
+    let (report, events) = daemon.stop().await;
+    assert_eq!(events.transitions_of("run-0"), ["Running"], "{events}");
+    assert_eq!(report.watches.len(), 1, "{:?}", report.watches);
+    assert_eq!(events.one("daemon.reloaded", |_| true)["watches"], 1);
+    let polls = fetch.calls().len() - calls_before;
+    assert!(
+        polls <= 11,
+        "one watch polls about once a second: {polls} in 10 s"
+    );
+    assert_eq!(events.named("watch.added").len(), 1, "{events}");
+}
