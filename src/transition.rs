@@ -84,7 +84,7 @@ pub enum Observed {
         terminal: Status,
         seen: Status,
     },
-    Transition(Transition),
+    Transition(Box<Transition>),
 }
 
 /// A status transition, ready to be emitted.
@@ -208,7 +208,7 @@ impl Tracker {
             _ => None,
         };
         self.last = Some(to.clone());
-        Observed::Transition(Transition {
+        Observed::Transition(Box::new(Transition {
             transition_id,
             from,
             to,
@@ -225,7 +225,7 @@ impl Tracker {
                 Vec::new()
             },
             record: self.record(),
-        })
+        }))
     }
 }
 
@@ -291,7 +291,7 @@ mod tests {
 
     fn transition(observed: Observed) -> Transition {
         match observed {
-            Observed::Transition(t) => t,
+            Observed::Transition(t) => *t,
             other => panic!("expected a transition, got {other:?}"),
         }
     }

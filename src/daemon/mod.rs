@@ -565,7 +565,7 @@ impl<F: Fetch> Daemon<F> {
                     // between replays the transition (at least once), never
                     // loses it.
                     if let Some(state) = &self.edges.state {
-                        state.mark(key.as_str(), transition.record);
+                        state.mark(key.as_str(), transition.record.clone());
                     }
                     if transition.terminal {
                         schedule::Outcome::Terminal
