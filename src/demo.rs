@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config;
-use crate::daemon::{self, StartOptions};
+use crate::run::{self, StartOptions};
 use crate::simulate::{Answer, Scenario, Simulator};
 
 const DEMO_CONFIG: &str = include_str!("../config/demo/flowwatch.toml");
@@ -41,7 +41,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "flowwatch-demo",
     )));
     options.live_reload = false;
-    let report = daemon::start(config, options).await?;
+    let report = run::start(config, options).await?;
     let stats = simulator.stats();
     simulator.shutdown().await;
 

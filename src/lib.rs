@@ -9,18 +9,22 @@
 //! ```
 //!
 //! Decisions (`schedule`, `transition`) are pure functions of state, input and
-//! `now`; I/O sits at the edges (`poll::client`, `event`, `state`, `service`).
+//! `now`; I/O sits at the edges (`poll::client`, `event`, `state`, `service`,
+//! `run`).
 
+pub mod cli; // the command line: clap's types and the config path rule
 pub mod config; // the TOML file and its includes, validated into `Config`
-pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload
 pub mod discover; // pure: flow discovery walks and the seen records (issue 9; wiring pending)
-pub mod demo;
+pub mod schedule; // pure: who is due, the per-region rate budget, backoff
+pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
+pub mod transition; // pure: a watch's memory + an observation -> what to report
 pub mod details; // pure: the failure-details fetch plan per ended execution (issue 9; wiring pending)
 pub mod event; // the contract's event vocabulary and the formatter that writes it
-pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
-pub mod schedule; // pure: who is due, the per-region rate budget, backoff
-pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
-pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
 pub mod state; // last-seen statuses on disk, across restarts
-pub mod transition; // pure: last-seen status + observation -> `Change`
-pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload // `flowwatch demo`: simulator and daemon in one process
+pub mod daemon; // the loop: wires the stages, owns shutdown and reload
+pub mod run; // process wiring: SDK client, state file, HTTP, signals, file watching
+pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
+pub mod error; // the one error-chain formatter: `what: why: root cause`
+pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
+pub mod demo; // `flowwatch demo`: simulator and daemon in one process

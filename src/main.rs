@@ -2,52 +2,16 @@
 //! result into the contract's exit code (0 ok, 1 runtime failure, 2 usage or
 //! configuration error, 3 `--once` with a failed or abandoned execution).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-use flowwatch::daemon::{self, DaemonError, Verdict};
+use flowwatch::cli::{Cli, Command, config_path};
+use flowwatch::daemon::{DaemonError, Verdict};
+use flowwatch::error::error_chain;
+use flowwatch::run::{self, StartOptions};
 use flowwatch::{config, demo, simulate};
-
-#[derive(Parser)]
-#[command(
-    name = "flowwatch",
-    version,
-    about = "Watches Amazon Bedrock flow executions until they end"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The daemon: poll every watched execution and emit one event per transition.
-    Run {
-        /// Default: $FLOWWATCH_CONFIG, else /etc/flowwatch/flowwatch.toml.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Exit when every watched execution is terminal or abandoned.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Validate the config and every included watch file; changes nothing.
-    Check {
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// A local, offline stand-in for the Bedrock Agent Runtime endpoint.
-    Simulate {
-        #[arg(long)]
-        listen: SocketAddr,
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-    },
-    /// Simulator and daemon in one process, with bundled demo data.
-    Demo,
-}
 
 const CONFIG_ERROR: u8 = 2;
 const SOME_FAILED: u8 = 3;
@@ -55,24 +19,28 @@ const SOME_FAILED: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2, as the contract pins
     match cli.command {
-        Command::Check { config } => check(daemon::config_path(config)),
+        Command::Check { config } => check(config_path(config)),
         Command::Run { config, once } => {
-            let path = daemon::config_path(config);
+            let path = config_path(config);
             let config = match config::load(&path) {
                 Ok(config) => config,
                 Err(error) => return fail(&error, CONFIG_ERROR),
             };
-            if let Err(error) = flowwatch::event::init(&config.log) {
-                return fail(&error, 1);
+            let mut options = StartOptions::new(once);
+            match flowwatch::event::init(&config.log) {
+                Ok(log_level) => options.log_level = Some(log_level),
+                Err(error) => return fail(&error, 1),
             }
-            match runtime().block_on(daemon::start(config, daemon::StartOptions::new(once))) {
+            match runtime().block_on(run::start(config, options)) {
                 Ok(report) if once && report.verdict == Verdict::SomeFailed => {
                     ExitCode::from(SOME_FAILED)
                 }
                 Ok(_) => ExitCode::SUCCESS,
-                Err(error @ (DaemonError::Config(_) | DaemonError::NoRegion { .. })) => {
-                    fail(&error, CONFIG_ERROR)
-                }
+                Err(
+                    error @ (DaemonError::Config(_)
+                    | DaemonError::NoRegion { .. }
+                    | DaemonError::Duplicate(_)),
+                ) => fail(&error, CONFIG_ERROR),
                 Err(error) => fail(&error, 1),
             }
         }
@@ -81,7 +49,7 @@ fn main() -> ExitCode {
             let result = runtime().block_on(async {
                 let stop = shutdown.clone();
                 tokio::spawn(async move {
-                    daemon::wait_for_stop_signal().await;
+                    run::wait_for_stop_signal().await;
                     stop.cancel();
                 });
                 simulate::run(listen, scenario.as_deref(), shutdown).await
@@ -120,6 +88,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Prints the error chain once, as `flowwatch: what: why`.
 fn fail(error: &(dyn std::error::Error + 'static), code: u8) -> ExitCode {
-    eprintln!("flowwatch: {}", daemon::error_chain(error));
+    eprintln!("flowwatch: {}", error_chain(error));
     ExitCode::from(code)
 }

@@ -1,12 +1,18 @@
-//! Transition detection: the last status seen for a watch plus a new
-//! observation gives a `Change`. Pure; the daemon owns the last status.
+//! The transition stage: one watch's memory (last status, polls, when
+//! watching began, the ARN the service revealed) plus a new observation gives
+//! what to report. Pure: the caller passes the wall-clock `now` in and emits
+//! what comes back; nothing here logs or writes.
 //!
 //! A terminal status is final (contract): a later answer that disagrees is a
 //! stale read, reported as `Change::Stale` and never as a transition.
 
+use std::time::{Duration, SystemTime};
+
 use sha2::{Digest, Sha256};
 
-use crate::poll::Status;
+use crate::event::{Event, Subject};
+use crate::poll::{NodeError, Observation, Status};
+use crate::state::SavedWatch;
 
 /// What one successful poll means for the watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +57,310 @@ pub fn transition_id(execution: &str, to: &Status) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One watch's memory between polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker {
+    /// The execution ARN the config gave, else the watch key: what names the
+    /// execution in `transition_id` until the service names it.
+    fallback_id: String,
+    /// The config gave the execution ARN: nothing to learn.
+    arn_given: bool,
+    /// The execution ARN the service answered with, for a watch the config
+    /// gave by parts (events carry `execution_arn` once it is known).
+    learned_arn: Option<String>,
+    last: Option<Status>,
+    polls: u64,
+    /// When watching began, for `watched_ms` and `max_watch` (restored
+    /// watches started earlier).
+    since: SystemTime,
+}
+
+/// What one observation meant, with everything its events need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    Unchanged,
+    /// An answer after a terminal status: logged, never a transition.
+    Stale {
+        terminal: Status,
+        seen: Status,
+    },
+    Transition(Box<Transition>),
+}
+
+/// A status transition, ready to be emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub transition_id: String,
+    pub from: Option<Status>,
+    pub to: Status,
+    pub terminal: bool,
+    pub flow_version: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Terminal only, when `ended_at` is set: now − ended_at.
+    pub detect_lag_ms: Option<u64>,
+    pub polls: u64,
+    pub watched_ms: u64,
+    /// The response's node errors: terminal transitions only.
+    pub errors: Vec<NodeError>,
+    /// What the state file should now hold for this watch.
+    pub record: SavedWatch,
+}
+
+impl Tracker {
+    /// A watch not seen before: no status yet, watched from `now`.
+    /// `arn` is the execution ARN the config gave; `key` the watch key.
+    pub fn new(arn: Option<&str>, key: &str, now: SystemTime) -> Tracker {
+        Tracker {
+            fallback_id: arn.unwrap_or(key).to_string(),
+            arn_given: arn.is_some(),
+            learned_arn: None,
+            last: None,
+            polls: 0,
+            since: now,
+        }
+    }
+
+    /// A watch resumed from the state file. A `since` in the future (a clock
+    /// that went back) counts from `now`; an empty status is a watch saved
+    /// before its first answer (it keeps its `since` for `max_watch`).
+    pub fn restore(arn: Option<&str>, key: &str, saved: &SavedWatch, now: SystemTime) -> Tracker {
+        let since = SystemTime::UNIX_EPOCH + Duration::from_millis(saved.watched_since_unix_ms);
+        Tracker {
+            last: (!saved.status.is_empty()).then(|| Status::parse(&saved.status)),
+            polls: saved.polls,
+            since: if since <= now { since } else { now },
+            ..Tracker::new(arn, key, now)
+        }
+    }
+
+    /// Counts a request sent for this watch.
+    pub fn polled(&mut self) {
+        self.polls += 1;
+    }
+
+    pub fn last(&self) -> Option<&Status> {
+        self.last.as_ref()
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.last.as_ref().is_some_and(Status::is_terminal)
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls
+    }
+
+    /// How long this watch has been watched at `now`.
+    pub fn watched_for(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.since).unwrap_or_default()
+    }
+
+    /// The execution ARN the service revealed, for a watch given by parts.
+    pub fn learned_arn(&self) -> Option<&str> {
+        self.learned_arn.as_deref()
+    }
+
+    /// The ARN an observation would teach this watch, if it has none yet.
+    pub fn would_learn<'a>(&self, observation: &'a Observation) -> Option<&'a str> {
+        if self.arn_given || self.learned_arn.is_some() {
+            return None;
+        }
+        observation.execution_arn.as_deref()
+    }
+
+    /// What the state file holds for this watch now (an empty status before
+    /// the first answer: the record keeps `since` across restarts).
+    pub fn record(&self) -> SavedWatch {
+        SavedWatch {
+            status: self.last.as_ref().map_or("", Status::as_str).to_string(),
+            terminal: self.is_terminal(),
+            polls: self.polls,
+            watched_since_unix_ms: self
+                .since
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+        }
+    }
+
+    /// Takes in one successful poll's answer at wall-clock `now`.
+    pub fn observe(&mut self, observation: &Observation, now: SystemTime) -> Observed {
+        if let Some(arn) = self.would_learn(observation) {
+            // A watch given by parts learns its ARN from the first answer.
+            self.learned_arn = Some(arn.to_string());
+        }
+        let (from, to, terminal) = match observe(self.last.as_ref(), &observation.status) {
+            Change::Unchanged => return Observed::Unchanged,
+            Change::Stale { terminal, seen } => return Observed::Stale { terminal, seen },
+            Change::Transition { from, to, terminal } => (from, to, terminal),
+        };
+        // The execution as the service names it, so the id is the same
+        // however the config spelled the watch.
+        let execution = observation
+            .execution_arn
+            .as_deref()
+            .unwrap_or(&self.fallback_id);
+        let transition_id = transition_id(execution, &to);
+        let detect_lag_ms = match (terminal, observation.ended_at) {
+            (true, Some(ended)) => Some(millis(now.duration_since(ended).unwrap_or_default())),
+            _ => None,
+        };
+        self.last = Some(to.clone());
+        Observed::Transition(Box::new(Transition {
+            transition_id,
+            from,
+            to,
+            terminal,
+            flow_version: observation.flow_version.clone(),
+            started_at: observation.started_at.map(rfc3339),
+            ended_at: observation.ended_at.map(rfc3339),
+            detect_lag_ms,
+            polls: self.polls,
+            watched_ms: millis(self.watched_for(now)),
+            errors: if terminal {
+                observation.errors.clone()
+            } else {
+                Vec::new()
+            },
+            record: self.record(),
+        }))
+    }
+}
+
+impl Transition {
+    /// `execution.transition`, then one `execution.error` per node error.
+    pub fn events<'a>(&'a self, subject: Subject<'a>) -> Vec<Event<'a>> {
+        let mut events = vec![Event::Transition {
+            subject,
+            transition_id: &self.transition_id,
+            from: self.from.as_ref().map(Status::as_str),
+            to: self.to.as_str(),
+            terminal: self.terminal,
+            flow_version: self.flow_version.as_deref(),
+            started_at: self.started_at.as_deref(),
+            ended_at: self.ended_at.as_deref(),
+            detect_lag_ms: self.detect_lag_ms,
+            polls: self.polls,
+            watched_ms: self.watched_ms,
+        }];
+        events.extend(self.errors.iter().map(|error| Event::ExecutionError {
+            subject,
+            error: &error.error,
+            error_message: &error.message,
+            node: error.node.as_deref(),
+        }));
+        events
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ARN: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-1";
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn answer(status: &str, arn: Option<&str>) -> Observation {
+        Observation {
+            status: Status::parse(status),
+            execution_arn: arn.map(str::to_string),
+            flow_version: Some("3".into()),
+            started_at: Some(at(0)),
+            ended_at: Status::parse(status).is_terminal().then(|| at(50)),
+            errors: vec![NodeError {
+                error: "Boom".into(),
+                message: "it broke".into(),
+                node: Some("Node1".into()),
+            }],
+        }
+    }
+
+    fn transition(observed: Observed) -> Transition {
+        match observed {
+            Observed::Transition(t) => *t,
+            other => panic!("expected a transition, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_terminal_transition_carries_lag_watched_time_and_node_errors() {
+        let mut tracker = Tracker::new(Some(ARN), ARN, at(10));
+        tracker.polled();
+        let first = transition(tracker.observe(&answer("Running", None), at(20)));
+        assert_eq!((first.from, first.terminal), (None, false));
+        assert!(first.errors.is_empty(), "node errors on terminal only");
+        assert_eq!(first.detect_lag_ms, None);
+        tracker.polled();
+        let last = transition(tracker.observe(&answer("Failed", None), at(60)));
+        assert_eq!(last.from, Some(Status::Running));
+        assert_eq!(last.detect_lag_ms, Some(10_000));
+        assert_eq!(last.watched_ms, 50_000);
+        assert_eq!(last.polls, 2);
+        assert_eq!(last.errors.len(), 1);
+        assert_eq!(last.transition_id, transition_id(ARN, &Status::Failed));
+        assert_eq!(last.record.status, "Failed");
+        assert!(last.record.terminal);
+        assert_eq!(
+            tracker.observe(&answer("Running", None), at(70)),
+            Observed::Stale {
+                terminal: Status::Failed,
+                seen: Status::Running
+            }
+        );
+    }
+
+    #[test]
+    fn a_watch_by_parts_learns_its_arn_once_and_names_transitions_by_it() {
+        let mut tracker = Tracker::new(None, "us-east-1/F/A/run-1", at(0));
+        assert_eq!(
+            tracker.would_learn(&answer("Running", Some(ARN))),
+            Some(ARN)
+        );
+        let first = transition(tracker.observe(&answer("Running", Some(ARN)), at(1)));
+        assert_eq!(tracker.learned_arn(), Some(ARN));
+        assert_eq!(first.transition_id, transition_id(ARN, &Status::Running));
+        assert_eq!(
+            tracker.would_learn(&answer("Running", Some("arn:other"))),
+            None
+        );
+        let given = Tracker::new(Some(ARN), ARN, at(0));
+        assert_eq!(given.would_learn(&answer("Running", Some(ARN))), None);
+    }
+
+    #[test]
+    fn a_record_saved_before_the_first_answer_restores_its_start_without_a_status() {
+        let mut tracker = Tracker::new(None, "key", at(5));
+        tracker.polled();
+        let saved = tracker.record();
+        assert_eq!(saved.status, "");
+        let restored = Tracker::restore(None, "key", &saved, at(100));
+        assert_eq!(restored.last(), None);
+        assert_eq!(restored.watched_for(at(100)), Duration::from_secs(95));
+        assert_eq!(restored.polls(), 1);
+    }
+
+    #[test]
+    fn a_restored_start_in_the_future_counts_from_now() {
+        let mut saved = Tracker::new(None, "key", at(500)).record();
+        saved.status = "Running".into();
+        let restored = Tracker::restore(None, "key", &saved, at(100));
+        assert_eq!(restored.watched_for(at(100)), Duration::ZERO);
+        assert_eq!(restored.last(), Some(&Status::Running));
+    }
 
     #[test]
     fn the_first_observation_is_a_transition_without_from() {

@@ -144,6 +144,17 @@ impl Record {
                 };
                 self.fields.push((Cow::Borrowed("labels"), labels));
             }
+            // `daemon.reloaded`'s list of changed keys, also a JSON string.
+            "changed" => {
+                let changed = match value {
+                    Value::String(text) => match serde_json::from_str(&text) {
+                        Ok(Value::Array(array)) => Value::Array(array),
+                        _ => Value::String(text),
+                    },
+                    other => other,
+                };
+                self.fields.push((Cow::Borrowed("changed"), changed));
+            }
             // Keep the line's own keys unique: a field may not overwrite them.
             name @ ("timestamp" | "level" | "target") => {
                 self.fields
@@ -192,14 +203,7 @@ impl Visit for Record {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // The whole chain once, as `main` prints it: "outer: inner: root".
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        self.put(field, Value::String(text));
+        self.put(field, Value::String(crate::error::error_chain(value)));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

@@ -102,6 +102,8 @@ pub enum Event<'a> {
         added: usize,
         removed: usize,
         watches: usize,
+        /// The settings keys that changed, as `table.key` (issue 7.2).
+        changed: &'a [&'a str],
     },
     /// `daemon.reload_failed` (ERROR)
     ReloadFailed { error: &'a str },
@@ -266,12 +268,15 @@ pub fn emit(event: &Event<'_>) {
             added,
             removed,
             watches,
+            changed,
         } => tracing::info!(
             target: TARGET,
             event = "daemon.reloaded",
             added,
             removed,
             watches,
+            // A JSON array string, written back as an array (like `labels`).
+            changed = serde_json::to_string(changed).unwrap_or_default().as_str(),
             "configuration reloaded"
         ),
         Event::ReloadFailed { error } => tracing::error!(
@@ -321,13 +326,30 @@ fn labels_json(labels: &BTreeMap<String, String>) -> Option<String> {
 #[error("cannot install the log subscriber")]
 pub struct InitError(#[source] TryInitError);
 
+/// Sets `[log] level` on the subscriber it came from, at once (a reload).
+#[derive(Clone)]
+pub struct LevelHandle(Arc<dyn Fn(tracing::Level) + Send + Sync>);
+
+impl LevelHandle {
+    pub fn set(&self, level: tracing::Level) {
+        (self.0)(level);
+    }
+}
+
+impl std::fmt::Debug for LevelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LevelHandle")
+    }
+}
+
 /// Installs the global subscriber: records to standard output in
 /// `settings.format`, flowwatch's own at `settings.level`, dependencies' at
-/// `warn`. `RUST_LOG` is not read. Fails if a global subscriber is already set.
-pub fn init(settings: &LogSettings) -> Result<(), InitError> {
-    subscriber(settings, io::stdout)
-        .try_init()
-        .map_err(InitError)
+/// `warn`. `RUST_LOG` is not read. Fails if a global subscriber is already
+/// set. The handle changes the level later.
+pub fn init(settings: &LogSettings) -> Result<LevelHandle, InitError> {
+    let (subscriber, level) = reloadable(settings, io::stdout);
+    subscriber.try_init().map_err(InitError)?;
+    Ok(level)
 }
 
 /// The subscriber `init` installs, writing to `writer` instead of standard
@@ -337,13 +359,34 @@ pub fn subscriber<W>(settings: &LogSettings, writer: W) -> impl Subscriber + Sen
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_target(TARGET, settings.level);
+    reloadable(settings, writer).0
+}
+
+/// `subscriber`, with a handle that changes its level.
+pub fn reloadable<W>(
+    settings: &LogSettings,
+    writer: W,
+) -> (impl Subscriber + Send + Sync + 'static, LevelHandle)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let targets = |level: tracing::Level| {
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target(TARGET, level)
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(settings.level));
     let lines = tracing_subscriber::fmt::layer()
         .event_format(LineFormat::new(settings.format))
         .with_writer(writer);
-    tracing_subscriber::registry().with(filter).with(lines)
+    let level = LevelHandle(Arc::new(move |level| {
+        // Fails only once the subscriber is gone: nothing left to set.
+        let _ = handle.reload(targets(level));
+    }));
+    (
+        tracing_subscriber::registry().with(filter).with(lines),
+        level,
+    )
 }
 
 /// An in-memory writer for tests: pass a clone to `subscriber`, then read
@@ -736,9 +779,11 @@ mod tests {
             added: 2,
             removed: 1,
             watches: 9,
+            changed: &["poll.rate_limit", "log.level"],
         });
         assert_header(&line, "daemon.reloaded", "INFO");
-        assert_keys(&line, &[&["added", "removed", "watches"]]);
+        assert_keys(&line, &[&["added", "removed", "watches", "changed"]]);
+        assert_eq!(line["changed"], json!(["poll.rate_limit", "log.level"]));
         assert_eq!(line["added"], 2);
         assert_eq!(line["removed"], 1);
         assert_eq!(line["watches"], 9);

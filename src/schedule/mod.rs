@@ -426,12 +426,62 @@ impl Scheduler {
         self.region_index.insert(name.to_string(), index);
         index
     }
+
+    /// Applies a new `[poll]` policy (a reload): each region's budget takes
+    /// the new `rate_limit` at once, `max_in_flight` and `not_found_grace`
+    /// hold from now, the intervals shape every delay chosen from now on,
+    /// and every deadline moves by the change in `max_watch`. Due times
+    /// already chosen stand.
+    pub fn set_policy(&mut self, policy: &PollSettings, now: Instant) {
+        let max_watch_was = self.max_watch;
+        self.intervals = Intervals::new(policy);
+        self.rate_limit = policy.rate_limit;
+        self.max_in_flight = policy.max_in_flight.max(1);
+        self.max_watch = policy.max_watch.min(HORIZON);
+        self.not_found_grace = policy.not_found_grace.min(HORIZON);
+        for region in &mut self.regions {
+            region.budget.set_limit(policy.rate_limit, now);
+        }
+        if self.max_watch != max_watch_was {
+            for watch in self.watches.values_mut() {
+                watch.deadline = if self.max_watch > max_watch_was {
+                    watch.deadline + (self.max_watch - max_watch_was)
+                } else {
+                    let cut = max_watch_was - self.max_watch;
+                    watch.deadline.checked_sub(cut).unwrap_or(now)
+                };
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn a_new_policy_lowers_the_rate_and_moves_deadlines_at_once() {
+        let t0 = Instant::now();
+        let mut policy = PollSettings {
+            rate_limit: 100.0,
+            max_watch: Duration::from_secs(60),
+            ..PollSettings::default()
+        };
+        let mut s = Scheduler::new(&policy);
+        let id = s.insert("r", t0, Duration::ZERO);
+        assert_eq!(s.rate("r"), 100.0);
+        policy.rate_limit = 2.0;
+        policy.max_watch = Duration::from_secs(30);
+        s.set_policy(&policy, t0);
+        assert_eq!(s.rate("r"), 2.0);
+        assert_eq!(s.take_ready(t0), Some(id));
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(
+            s.record(id, &Outcome::Unchanged, later),
+            Next::Abandon(Reason::MaxWatch)
+        );
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

@@ -200,6 +200,22 @@ impl RateBudget {
             self.refilled_at = now;
         }
     }
+
+    /// A new `rate_limit` (a reload), in force at once: the adapted rate
+    /// never exceeds it, the bucket shrinks with it, and a budget never
+    /// throttled runs at the new limit.
+    pub fn set_limit(&mut self, rate_limit: f64, now: Instant) {
+        self.refill(now); // tokens so far accrued at the old rate
+        let fresh = RateBudget::new(rate_limit, now);
+        self.limit = fresh.limit;
+        self.floor = fresh.floor;
+        self.capacity = fresh.capacity;
+        self.rate = match self.decrease {
+            None => self.limit,
+            Some(_) => self.rate.clamp(self.floor, self.limit),
+        };
+        self.tokens = self.tokens.min(self.capacity);
+    }
 }
 
 /// Successes over the last `SLOTS × SLOT` (2 s), in 100 ms slots: a fixed

@@ -20,7 +20,7 @@ use flowwatch::service::notify::Notifier;
 use flowwatch::state::Snapshot;
 
 use crate::support::Events;
-use crate::support::scripted::{Scripted, failed_with_errors, observed};
+use crate::support::scripted::{Scripted, failed_with_errors, observed, observed_as};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -477,4 +477,113 @@ async fn a_file_change_that_reads_the_same_as_the_last_reload_is_no_news() {
     assert_eq!(reloaded.len(), 2, "{events}");
     assert_eq!(reloaded[0]["added"], 1);
     assert_eq!(reloaded[1]["added"], 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_poll_is_a_failed_poll_that_is_retried_and_frees_its_slot() {
+    let poll = format!("{FIXED_1S}\nmax_in_flight = 1");
+    let files = Files::new(&poll, &watches(2));
+    let fetch = Scripted::always(observed("Succeeded")).panic_first("run-0");
+    let (report, events) = TestLoop::start(files.config(), fetch.clone(), true)
+        .finish()
+        .await;
+    assert_eq!(report.verdict, Verdict::Success, "{events}");
+    let failed = events.one("poll.failed", |e| e["execution"] == "run-0");
+    assert_eq!(failed["error_kind"], "internal", "{failed}");
+    assert!(failed["retry_in_ms"].as_u64().unwrap() > 0, "{failed}");
+    assert_eq!(events.transitions_of("run-0"), ["Succeeded"], "{events}");
+    assert_eq!(events.transitions_of("run-1"), ["Succeeded"], "{events}");
+    assert_eq!(fetch.calls_for("run-0").len(), 2, "retried once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_lowers_rate_limit_takes_effect_within_a_second() {
+    let files = Files::new(&format!("{FIXED_1S}\nrate_limit = 20.0"), &watches(30));
+    let fetch = Scripted::always(observed("Running"));
+    let daemon = TestLoop::start(files.config(), fetch.clone(), false);
+    tokio::time::sleep(secs(10)).await;
+    let reload_at = Instant::now();
+    let in_window = |from: Instant, to: Instant| {
+        fetch
+            .calls()
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .count()
+    };
+    let before = in_window(reload_at - secs(5), reload_at);
+    assert!(before >= 90, "about 20 a second before: {before} in 5 s");
+    files.rewrite(&format!("{FIXED_1S}\nrate_limit = 2.0"), &watches(30));
+    daemon.reloads.send(Reload::Signal).await.unwrap();
+    tokio::time::sleep(secs(11)).await;
+    let (_, events) = daemon.stop().await;
+    let after = in_window(reload_at + secs(1), reload_at + secs(11));
+    // 2 a second, plus the contract's burst allowance of 2.
+    assert!(
+        after <= 2 * 10 + 2,
+        "{after} requests in the 10 s after the reload"
+    );
+    assert!(after >= 2 * 10 - 2, "still polling: {after}");
+    let reloaded = events.one("daemon.reloaded", |_| true);
+    assert_eq!(reloaded["changed"], serde_json::json!(["poll.rate_limit"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_watches_the_service_reveals_as_one_execution_report_it_once() {
+    const ARN: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-0";
+    let watches = format!(
+        "[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ team = \"search\" }}\n\n\
+         [[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0\"\nlabels = {{ owner = \"ops\" }}\n"
+    );
+    let files = Files::new(FIXED_1S, &watches);
+    let fetch = Scripted::always(observed_as("Succeeded", ARN)).script(
+        "run-0",
+        vec![
+            observed_as("Running", ARN),
+            observed_as("Running", ARN),
+            observed_as("Running", ARN),
+            observed_as("Succeeded", ARN),
+        ],
+    );
+    let (report, events) = TestLoop::start(files.config(), fetch, true).finish().await;
+    assert_eq!(report.verdict, Verdict::Success, "{events}");
+    assert_eq!(report.watches.len(), 1, "{:?}", report.watches);
+    assert_eq!(
+        events.transitions_of("run-0"),
+        ["Running", "Succeeded"],
+        "{events}"
+    );
+    let last = events.one("execution.transition", |e| e["to"] == "Succeeded");
+    assert_eq!(last["labels"]["team"], "search", "{last}");
+    assert_eq!(last["labels"]["owner"], "ops", "labels merged: {last}");
+    assert_eq!(last["execution_arn"], ARN);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_adding_the_arn_a_watch_already_learned_adds_no_second_watch() {
+    const ARN: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-0";
+    let by_parts =
+        "[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-0\"\n";
+    let files = Files::new(FIXED_1S, by_parts);
+    let fetch = Scripted::always(observed_as("Running", ARN));
+    let daemon = TestLoop::start(files.config(), fetch.clone(), false);
+    tokio::time::sleep(secs(3)).await;
+    let by_arn =
+        format!("[[watch]]\nexecution_arn = \"{ARN}\"\nlabels = {{ team = \"search\" }}\n");
+    files.rewrite(FIXED_1S, &format!("{by_parts}\n{by_arn}"));
+    daemon.reloads.send(Reload::Signal).await.unwrap();
+    tokio::time::sleep(secs(3)).await;
+    let calls_before = fetch.calls().len();
+    tokio::time::sleep(secs(10)).await;
+    let (report, events) = daemon.stop().await;
+    assert_eq!(events.transitions_of("run-0"), ["Running"], "{events}");
+    assert_eq!(report.watches.len(), 1, "{:?}", report.watches);
+    assert_eq!(events.one("daemon.reloaded", |_| true)["watches"], 1);
+    let polls = fetch.calls().len() - calls_before;
+    assert!(
+        polls <= 11,
+        "one watch polls about once a second: {polls} in 10 s"
+    );
+    assert_eq!(events.named("watch.added").len(), 1, "{events}");
 }

@@ -21,6 +21,8 @@ struct Inner {
     fallback: PollOutcome,
     calls: Vec<(Instant, String)>,
     latency: Duration,
+    /// Executions whose first call panics (after its latency).
+    panic_first: Vec<String>,
 }
 
 impl Scripted {
@@ -31,6 +33,7 @@ impl Scripted {
                 fallback: outcome,
                 calls: Vec::new(),
                 latency: Duration::from_millis(10),
+                panic_first: Vec::new(),
             })),
         }
     }
@@ -46,6 +49,17 @@ impl Scripted {
 
     pub fn latency(self, latency: Duration) -> Scripted {
         self.inner.lock().unwrap().latency = latency;
+        self
+    }
+
+    /// The first call for `execution` panics instead of answering (its
+    /// script still counts that call).
+    pub fn panic_first(self, execution: &str) -> Scripted {
+        self.inner
+            .lock()
+            .unwrap()
+            .panic_first
+            .push(execution.to_string());
         self
     }
 
@@ -65,7 +79,7 @@ impl Scripted {
 
 impl Fetch for Scripted {
     fn fetch(&self, target: &Target) -> impl Future<Output = PollOutcome> + Send {
-        let (answer, latency) = {
+        let (answer, latency, panics) = {
             let mut inner = self.inner.lock().unwrap();
             let execution = target.execution.to_string();
             let n = inner.calls.iter().filter(|(_, e)| *e == execution).count();
@@ -74,10 +88,14 @@ impl Fetch for Scripted {
                 Some(script) if !script.is_empty() => script[n.min(script.len() - 1)].clone(),
                 _ => inner.fallback.clone(),
             };
-            (answer, inner.latency)
+            let panics = n == 0 && inner.panic_first.contains(&execution);
+            (answer, inner.latency, panics)
         };
         async move {
             tokio::time::sleep(latency).await;
+            if panics {
+                panic!("scripted panic in a poll");
+            }
             answer
         }
     }
@@ -94,6 +112,15 @@ pub fn observed(status: &str) -> PollOutcome {
             .then(|| std::time::SystemTime::now() - Duration::from_secs(2)),
         errors: Vec::new(),
     })
+}
+
+/// `observed(status)`, with the execution ARN the service answers with.
+pub fn observed_as(status: &str, execution_arn: &str) -> PollOutcome {
+    let PollOutcome::Observed(mut observation) = observed(status) else {
+        unreachable!("observed() builds an observation")
+    };
+    observation.execution_arn = Some(execution_arn.to_string());
+    PollOutcome::Observed(observation)
 }
 
 pub fn failed_with_errors() -> PollOutcome {
