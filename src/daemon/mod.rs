@@ -9,6 +9,7 @@
 //! acts on a finished poll, `reload.rs` applies a new config.
 
 mod answer;
+pub mod api;
 mod book;
 mod reload;
 
@@ -116,6 +117,8 @@ pub struct Daemon<F: Fetch> {
     throttled: usize,
     /// Why the last reload was refused, to tell a real change from an echo.
     last_error: Option<String>,
+    /// The watch API's requests and memory (issue 10).
+    api: api::Room,
 }
 
 impl<F: Fetch> Daemon<F> {
@@ -134,6 +137,7 @@ impl<F: Fetch> Daemon<F> {
             edges,
             throttled: 0,
             last_error: None,
+            api: api::Room::default(),
             config,
         };
         let mut watches = daemon.config.watches.clone();
@@ -146,6 +150,7 @@ impl<F: Fetch> Daemon<F> {
         for (key, watch) in watches.iter() {
             daemon.add(key.clone(), watch.clone(), now);
         }
+        daemon.restore_api(now);
         // Saved watches the config no longer lists leave the state file.
         if let Some(state) = &daemon.edges.state {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
@@ -193,9 +198,12 @@ impl<F: Fetch> Daemon<F> {
                 () = shutdown.cancelled() => break,
                 _ = heartbeat.tick() => self.beat(),
                 Some(trigger) = reloads.recv() => self.reload(trigger, Instant::now()),
+                Some(request) = api::next_request(&mut self.api) => {
+                    self.answer_api(request, Instant::now());
+                }
                 Some(joined) = self.in_flight.join_next_with_id() => {
                     let now = Instant::now();
-                    self.joined(joined, now);
+                    self.joined_noting(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -217,6 +225,7 @@ impl<F: Fetch> Daemon<F> {
         self.edges.health.beat();
         self.edges.notifier.watchdog();
         self.report_status();
+        self.sweep_ended();
     }
 
     fn report_status(&self) {
