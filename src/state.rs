@@ -816,7 +816,7 @@ mod tests {
             pending.dirty = true;
         }
         let first = pending.take_if_dirty().expect("dirty after marks");
-        assert_eq!(first.len(), 1000);
+        assert_eq!(first.watches.len(), 1000);
         assert!(
             pending.take_if_dirty().is_none(),
             "a second write with no change"
