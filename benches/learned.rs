@@ -202,7 +202,7 @@ fn main() {
         setup.count, setup.window, setup.scale, setup.tail
     );
     println!(
-        "  {:<4} {:<12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "  {:<3} {:<12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "", "schedule", "ended", "req/exec", "lag mean", "lag p50", "lag p99", "lag max"
     );
     for w in WORKLOADS
@@ -279,7 +279,15 @@ async fn run(setup: &Setup, scenario: Scenario, captured: &Captured) -> (u64, Ve
         let text = config_text(&sim.endpoint_url(), &poll, arns, None);
         std::fs::write(&path, text).expect("write the config");
     };
-    write(&[]);
+    // A config needs a watch: start with the first execution, once it exists.
+    let mut added: Vec<String> = Vec::new();
+    let mut next = starts.iter().peekable();
+    tokio::time::sleep_until(origin + starts[0].0).await;
+    let now = origin.elapsed();
+    while let Some((_, arn)) = next.next_if(|(at, _)| *at <= now) {
+        added.push(arn.clone());
+    }
+    write(&added);
     let config = flowwatch::config::load(&path).expect("the generated config is valid");
     let fetch = SdkFetcher::new(
         &config.aws,
@@ -302,8 +310,6 @@ async fn run(setup: &Setup, scenario: Scenario, captured: &Captured) -> (u64, Ve
     let stop = CancellationToken::new();
     let (reloads, reload_rx) = mpsc::channel(16);
     let task = tokio::spawn(daemon.run(reload_rx, stop.clone()));
-    let mut added: Vec<String> = Vec::new();
-    let mut next = starts.iter().peekable();
     let end = Duration::from_secs_f64((setup.window + setup.tail) * setup.scale);
     while origin.elapsed() < end {
         let now = origin.elapsed();
