@@ -13,7 +13,9 @@
 //!   bin 0 is everything under 1 s), one for durations that ended and one for
 //!   ages at which a watch stopped without an end. Every observation first
 //!   multiplies all weights by `DECAY` (half-life `HALF_LIFE` observations),
-//!   so a flow that changes is followed. Serialized it is two arrays of
+//!   so a flow that changes is followed. Runs under a second all share bin
+//!   0, so a sub-second flow (a test's) gains nothing, and loses little.
+//!   Serialized it is two arrays of
 //!   `BINS` numbers, 2–3 KiB of JSON.
 //! - **Estimate.** A Kaplan–Meier life table over the bins: an ended run is at
 //!   risk up to its bin and ends there; a censored one (stopped, or still
@@ -64,6 +66,9 @@ pub const MIN_OBSERVATIONS: f64 = 10.0;
 /// aims at: a sample of a few dozen decayed runs misjudges the real count by
 /// a few percent either way, and "no more requests" must hold in reality.
 const SPEND: f64 = 0.95;
+/// Polls counted one by one when estimating a schedule's requests; the rest
+/// (a millisecond policy over 25 h) is integrated.
+const MAX_WALK: usize = 4096;
 /// Pseudo-observations spread evenly over the bins.
 const PRIOR_WEIGHT: f64 = 0.5;
 
@@ -268,16 +273,36 @@ impl Estimate {
         let mut at = 0.0;
         let mut gap = policy.initial.as_secs_f64().max(1e-3);
         let max = policy.max.as_secs_f64().max(1e-3);
-        while at < MAX_SECS {
+        for _ in 0..MAX_WALK {
             let alive = self.survival(Duration::from_secs_f64(at));
-            if alive < 1e-9 {
-                break;
+            if alive < 1e-9 || at >= MAX_SECS {
+                return requests;
             }
             requests += alive;
             at += gap.min(max);
             gap = (gap * policy.multiplier).min(max);
         }
-        requests
+        requests + self.rest(at, |_| 1.0 / max)
+    }
+
+    /// The expected polls after a walk stopped at `at`, at `density` per
+    /// second: Σ S(tₖ) ≈ ∫ n·S da + S(at)/2.
+    fn rest(&self, at: f64, density: impl Fn(usize) -> f64) -> f64 {
+        let from = at.min(MAX_SECS);
+        let mut sum = 0.5 * self.survival(Duration::from_secs_f64(from));
+        for i in bin(Duration::from_secs_f64(from))..BINS {
+            let start = from.max(self.edges[i]);
+            let width = (self.edges[i + 1] - start).max(0.0);
+            let alive = self.survival(Duration::from_secs_f64(start));
+            let h = self.hazard[i];
+            let mass = if h * width > 1e-12 {
+                alive * (1.0 - (-h * width).exp()) / h
+            } else {
+                alive * width
+            };
+            sum += density(i) * mass;
+        }
+        sum
     }
 
     /// The learned schedule: poll density ∝ √hazard, spending the exponential
@@ -346,15 +371,15 @@ impl Estimate {
     fn requests(&self, schedule: &Schedule) -> f64 {
         let mut requests = 1.0;
         let mut at = Duration::ZERO;
-        while at.as_secs_f64() < MAX_SECS {
+        for _ in 0..MAX_WALK {
             let alive = self.survival(at);
-            if alive < 1e-9 {
-                break;
+            if alive < 1e-9 || at.as_secs_f64() >= MAX_SECS {
+                return requests;
             }
             requests += alive;
             at += schedule.next_delay(at);
         }
-        requests
+        requests + self.rest(at.as_secs_f64(), |i| schedule.density[i])
     }
 }
 

@@ -325,3 +325,40 @@ fn a_model_round_trips_through_json_in_a_few_kib() {
         "a wrong length is refused"
     );
 }
+
+#[test]
+fn millisecond_runs_share_one_bin_and_stay_cheap_and_sane() {
+    // Everything ×1/1000, as the integration tests run. Bin 0 holds all of
+    // [0, 1 s), so the model cannot place polls inside it: no gain, but no
+    // more requests, about the same lag, and a schedule built quickly.
+    let ms = Exponential {
+        initial: Duration::from_millis(2),
+        multiplier: 2.0,
+        max: Duration::from_millis(60),
+    };
+    let mut model = DurationModel::default();
+    for d in lognormals(200, 0.060, 0.3, 10) {
+        model.observe_ended(secs(d));
+    }
+    let estimate = model.estimate(&[]);
+    let started = std::time::Instant::now();
+    let s = estimate.schedule(&ms, None);
+    let took = started.elapsed();
+    let durations = lognormals(500, 0.060, 0.3, 11);
+    let (mut lag_e, mut lag_l, mut req_e, mut req_l) = (0.0, 0.0, 0, 0);
+    for &d in &durations {
+        let (r, lag) = play(d, exponential_gaps(&ms));
+        req_e += r;
+        lag_e += lag;
+        let (r, lag) = play(d, |age| s.next_delay(secs(age)).as_secs_f64());
+        req_l += r;
+        lag_l += lag;
+    }
+    let seen = format!(
+        "exponential {req_e} req, lag {lag_e:.3}; learned {req_l} req, lag {lag_l:.3}; built in {took:?}"
+    );
+    assert!(lag_l <= 1.1 * lag_e && req_l <= req_e, "{seen}");
+    // Not a timing assertion on the machine's speed: a schedule that walked
+    // 25 h in 60 ms steps would take seconds, even on a fast one.
+    assert!(took < Duration::from_secs(2), "{seen}");
+}
