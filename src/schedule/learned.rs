@@ -393,6 +393,7 @@ pub struct Exponential {
 }
 
 impl Exponential {
+    /// The policy of a `[poll]` section; a multiplier below 1 counts as 1.
     pub fn from_settings(settings: &crate::config::PollSettings) -> Exponential {
         Exponential {
             initial: settings.interval_initial,
@@ -496,6 +497,7 @@ pub enum Level {
 }
 
 impl Models {
+    /// Records a terminal answer of `key`'s execution that took `duration`.
     pub fn observe_ended(&mut self, key: &ModelKey, duration: Duration) {
         self.models
             .entry(key.clone())
@@ -503,6 +505,7 @@ impl Models {
             .observe_ended(duration);
     }
 
+    /// Records `key`'s watch that stopped at `age` without an end.
     pub fn observe_censored(&mut self, key: &ModelKey, age: Duration) {
         self.models
             .entry(key.clone())
@@ -510,6 +513,7 @@ impl Models {
             .observe_censored(age);
     }
 
+    /// `key`'s own model, if it has seen anything.
     pub fn get(&self, key: &ModelKey) -> Option<&DurationModel> {
         self.models.get(key)
     }
