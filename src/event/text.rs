@@ -12,12 +12,14 @@
 //! - the execution's short name: its `name` label when it has one, else the
 //!   execution id (events about no execution have none);
 //! - what happened: `Running → Succeeded  after 6.2 s, 4 polls` for a
-//!   transition, `throttled, retry in 400 ms, rate now 5.74 req/s`, …, or the
-//!   record's `message` for any other event;
+//!   transition, `throttled, retry in 400 ms, rate now 5.74 req/s`,
+//!   `retrying in 1.2 s: <the service's message>` for a failed poll, alike
+//!   for execution errors, stale statuses, abandoned watches and rejected
+//!   reloads, and the record's `message` for any other event;
 //! - then the labels as `key=value`, the other fields, and last the
 //!   execution's identity (`flow`, `alias`, `region`, `execution`,
 //!   `execution_arn`). Numbers are rounded (floats to 2 decimals) and `*_ms`
-//!   fields humanized without their suffix: `retry_in=1.2s`, `watched=3min4s`.
+//!   fields humanized without their suffix: `detect_lag=1.1s`, `retry_in=3min4s`.
 //!
 //! The brief style (the demo) keeps lines within about 100 columns: it drops
 //! the identity and the machine details (`transition_id`, `started_at`, …)
@@ -233,12 +235,14 @@ impl Head {
                 said(phrase, &["retry_in_ms", "rate_limit"])
             }
             Some("poll.failed") => {
-                let mut phrase = String::from("poll failed");
+                // Retry first: a service's message can be long, and the
+                // line should still fit 100 columns.
+                let mut phrase = match fields.u64("retry_in_ms") {
+                    Some(ms) => format!("retrying in {}", duration(ms, " ")),
+                    None => String::from("poll failed"),
+                };
                 if let Some(message) = fields.str("error_message") {
                     let _ = write!(phrase, ": {message}");
-                }
-                if let Some(ms) = fields.u64("retry_in_ms") {
-                    let _ = write!(phrase, ", retry in {}", duration(ms, " "));
                 }
                 said(phrase, &["error_message", "retry_in_ms"])
             }
@@ -565,9 +569,7 @@ mod tests {
         );
         let line = render(&r, at(), plain());
         assert!(
-            line.contains(
-                "  poll failed: request timed out, retry in 3 min 4 s  error_kind=timeout "
-            ),
+            line.contains("  retrying in 3 min 4 s: request timed out  error_kind=timeout "),
             "{line}"
         );
         assert!(!line.contains("_ms"), "{line}");
