@@ -108,11 +108,11 @@ pub(super) fn render(record: &Record, now: SystemTime, style: TextStyle) -> Stri
 
     let mut rest = String::new();
     let event = record.event.as_deref();
-    if !style.brief || event == Some("watch.added") {
-        if let Some(Value::Object(labels)) = fields.get("labels") {
-            for (key, value) in labels {
-                push_pair(&mut rest, key, value);
-            }
+    if (!style.brief || event == Some("watch.added"))
+        && let Some(Value::Object(labels)) = fields.get("labels")
+    {
+        for (key, value) in labels {
+            push_pair(&mut rest, key, value);
         }
     }
     for (key, value) in &record.fields {
@@ -339,14 +339,11 @@ fn push_pair(line: &mut String, key: &str, value: &Value) {
         let _ = write!(line, " {}={}", escape_controls(base), duration(ms, ""));
         return;
     }
-    match value {
-        Value::Object(entries) => {
-            for (inner, value) in entries {
-                push_pair(line, &format!("{key}.{inner}"), value);
-            }
-            return;
+    if let Value::Object(entries) = value {
+        for (inner, value) in entries {
+            push_pair(line, &format!("{key}.{inner}"), value);
         }
-        _ => {}
+        return;
     }
     line.push(' ');
     line.push_str(&escape_controls(key));
