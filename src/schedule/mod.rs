@@ -33,6 +33,9 @@ use rate::RateBudget;
 /// horizon keeps instant arithmetic far from overflow.
 const HORIZON: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// The shortest retry after a throttle or failure, whatever the jitter.
+const MIN_RETRY: Duration = Duration::from_millis(1);
+
 /// A watch's handle inside the scheduler. Ids are never reused within one
 /// process, so a late result for a removed watch is recognised and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,9 +116,11 @@ pub struct Scheduler {
 struct Watch {
     /// When it is due while waiting; when its request started while in flight.
     at: Instant,
-    /// How long it had waited past its due time when its request started:
-    /// its place in line, kept for a retry (milliseconds, saturating).
-    overdue_ms: u32,
+    /// Its place in line, as milliseconds before `at` (saturating): while
+    /// waiting, how much earlier than its due time its place is (a retry
+    /// keeps an earlier place); while in flight, how long it had waited past
+    /// its place when its request started.
+    lag_ms: u32,
     /// `max_watch` ends here.
     deadline: Instant,
     /// The first `NotFound` of the current streak.
@@ -125,8 +130,8 @@ struct Watch {
     in_flight: bool,
     /// Removed while in flight: forgotten when its result comes.
     removed: bool,
-    /// The service has answered with a status at least once.
-    seen: bool,
+    /// A request for it has been sent at least once.
+    polled: bool,
 }
 
 #[derive(Debug)]
@@ -137,13 +142,20 @@ struct Region {
 }
 
 impl Watch {
+    /// Its place in line: `at` less `lag_ms`.
+    fn place(&self) -> Instant {
+        let lag = Duration::from_millis(self.lag_ms.into());
+        self.at.checked_sub(lag).unwrap_or(self.at)
+    }
+
     /// Its entry in its region's queue while it waits.
     fn entry(&self, id: WatchId) -> Entry {
-        let lane = if self.seen { Lane::Seen } else { Lane::New };
+        let lane = if self.polled { Lane::Polled } else { Lane::New };
         Entry {
             lane,
-            due: self.at,
+            place: self.place(),
             id,
+            due: self.at,
         }
     }
 }
@@ -181,20 +193,21 @@ impl Scheduler {
             id,
             Watch {
                 at: now,
-                overdue_ms: 0,
+                lag_ms: 0,
                 deadline,
                 not_found_since: None,
                 delays: self.intervals.fresh(),
                 region,
                 in_flight: false,
                 removed: false,
-                seen: false,
+                polled: false,
             },
         );
         self.regions[region as usize].queue.push(Entry {
             lane: Lane::New,
-            due: now,
+            place: now,
             id,
+            due: now,
         });
         id
     }
@@ -243,12 +256,12 @@ impl Scheduler {
         }
         let (entry, region) = self
             .regions
-            .iter()
+            .iter_mut()
             .enumerate()
             .filter(|(_, r)| r.budget.ready_at() <= now)
             .filter_map(|(index, r)| Some((r.queue.head(now)?, index)))
             .min()?;
-        let Entry { due, id, .. } = entry;
+        let Entry { place, id, .. } = entry;
         let region = &mut self.regions[region];
         region.queue.remove(entry);
         region.budget.take(now);
@@ -258,7 +271,8 @@ impl Scheduler {
             .expect("every waiting entry has a watch");
         watch.in_flight = true;
         watch.at = now;
-        watch.overdue_ms = u32::try_from((now - due).as_millis()).unwrap_or(u32::MAX);
+        watch.polled = true;
+        watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
         self.in_flight += 1;
         Some(id)
     }
@@ -303,10 +317,10 @@ impl Scheduler {
             return Next::Done;
         }
         match self.decide(id, outcome, now) {
-            Ok(due) => {
+            Ok((place, due)) => {
                 let watch = self.watches.get_mut(&id).expect("decide keeps the watch");
                 watch.at = due;
-                watch.seen |= matches!(outcome, Outcome::Unchanged | Outcome::Changed);
+                watch.lag_ms = u32::try_from((due - place).as_millis()).unwrap_or(u32::MAX);
                 self.regions[watch.region as usize]
                     .queue
                     .push(watch.entry(id));
@@ -319,8 +333,13 @@ impl Scheduler {
         }
     }
 
-    /// The next due time, or `Err` with how the watch ends.
-    fn decide(&mut self, id: WatchId, outcome: &Outcome, now: Instant) -> Result<Instant, Next> {
+    /// The next (place in line, due time), or `Err` with how the watch ends.
+    fn decide(
+        &mut self,
+        id: WatchId,
+        outcome: &Outcome,
+        now: Instant,
+    ) -> Result<(Instant, Instant), Next> {
         let grace = self.not_found_grace;
         let intervals = &self.intervals;
         let watch = self.watches.get_mut(&id).expect("record checked the id");
@@ -330,6 +349,7 @@ impl Scheduler {
         }
         // Far enough to be capped by `latest` below when the sum overflows.
         let after = |delay: Duration| now.checked_add(delay).unwrap_or(watch.deadline);
+        let mut place = None;
         let due = match outcome {
             Outcome::Terminal => return Err(Next::Done),
             Outcome::Invalid => return Err(Next::Abandon(Reason::Invalid)),
@@ -345,23 +365,24 @@ impl Scheduler {
             Outcome::Unchanged => after(intervals.after_unchanged(&mut watch.delays)),
             Outcome::Changed => after(intervals.after_changed(&mut watch.delays)),
             Outcome::Throttled { retry_after } | Outcome::Failed { retry_after } => {
-                // A watch that already waited in line longer than its
-                // backoff has backed off: it keeps its place, ahead of the
-                // watches that came due after it, so under a short budget a
-                // throttle does not cost it its turn (every execution gets a
-                // successful poll before any gets a second). Otherwise the
-                // backoff counts from its place: at most `now + backoff`.
-                let backoff = intervals.after_error(&mut watch.delays);
-                let overdue = Duration::from_millis(watch.overdue_ms.into());
-                let due_was = watch.at.checked_sub(overdue).unwrap_or(watch.at);
-                let place = if overdue >= backoff {
-                    due_was
-                } else {
-                    due_was.checked_add(backoff).unwrap_or(watch.deadline)
-                };
+                // Issue 7.6: the backoff counts from the answer (`now`), so
+                // a request that timed out is not retried at once, and a
+                // throttle's retry is never zero. At least 1 ms: jitter must
+                // not turn a retry into `retry_in_ms = 0`.
+                let backoff = intervals.after_error(&mut watch.delays).max(MIN_RETRY);
+                // A watch that waited in line keeps its place: the one it
+                // had when it was sent, moved back by the backoff only, so
+                // once due it goes ahead of the watches that came due after
+                // that (a throttle does not cost it its turn under a short
+                // budget). Moving it back by the backoff each time keeps a
+                // watch that always fails from holding an old place for ever
+                // and starving the others (issue 7.12).
+                let place_was = watch.place();
+                place = Some(place_was.checked_add(backoff).unwrap_or(watch.deadline));
+                let due = after(backoff);
                 match retry_after {
-                    Some(hint) => place.max(after(*hint)),
-                    None => place,
+                    Some(hint) => due.max(after(*hint)),
+                    None => due,
                 }
             }
             Outcome::AccessDenied => after(intervals.after_access_denied()),
@@ -372,7 +393,8 @@ impl Scheduler {
                 _ => Reason::MaxWatch,
             }));
         }
-        Ok(due.min(latest))
+        let due = due.min(latest);
+        Ok((place.map_or(due, |place| place.min(due)), due))
     }
 
     /// The current adapted rate of a region, requests per second (the

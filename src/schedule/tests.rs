@@ -184,27 +184,89 @@ fn an_overdue_watch_keeps_its_place_in_line_when_retried() {
     let t0 = Instant::now();
     let mut s = Scheduler::new(&policy());
     let first = s.insert("us-east-1", t0, Duration::ZERO);
-    let later = s.insert("us-east-1", t0 + secs(5), Duration::ZERO);
-    // Served 10 s late (a short budget), then throttled: it waited
-    // longer than its 2 s backoff, so it keeps its place, still ahead of
-    // `later`, which came due after it.
+    assert_eq!(
+        poll(&mut s, first, Outcome::Unchanged, t0),
+        Next::PollAt(t0 + secs(2))
+    );
+    let later = s.insert("us-east-1", t0 + secs(3), Duration::ZERO);
+    assert_eq!(
+        poll(&mut s, later, Outcome::Unchanged, t0 + secs(3)),
+        Next::PollAt(t0 + secs(5))
+    );
+    // Served 8 s late (a short budget), then throttled: due again 2 s after
+    // the answer, and then still ahead of `later`, which came due after it.
     let now = t0 + secs(10);
-    assert_eq!(poll(&mut s, first, throttled(), now), Next::PollAt(t0));
-    // Served 11 s late, throttled again: the 4 s backoff is spent too.
+    assert_eq!(s.take_ready(now), Some(first));
     assert_eq!(
-        poll(&mut s, first, throttled(), now + secs(1)),
-        Next::PollAt(t0)
+        s.record(first, &throttled(), now),
+        Next::PollAt(now + secs(2))
     );
-    assert_eq!(s.take_ready(now + secs(2)), Some(first));
-    assert_eq!(
-        s.record(first, &Outcome::Unchanged, now + secs(2)),
-        Next::PollAt(now + secs(4))
-    );
-    assert_eq!(s.take_ready(now + secs(2)), Some(later));
+    let order: Vec<_> = std::iter::from_fn(|| s.take_ready(now + secs(2))).collect();
+    assert_eq!(order, [first, later]);
 }
 
 #[test]
-fn a_due_watch_the_service_has_not_answered_yet_goes_first() {
+fn an_overdue_throttled_watch_is_retried_after_its_backoff_not_at_once() {
+    // Issue 7.6: due at t0, served 10 s late, throttled. Today's retry was
+    // due at once (`retry_in_ms = 0`).
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&policy());
+    let id = s.insert("us-east-1", t0, Duration::ZERO);
+    let now = t0 + secs(10);
+    assert_eq!(
+        poll(&mut s, id, throttled(), now),
+        Next::PollAt(now + secs(2))
+    );
+    assert_eq!(s.take_ready(now + ms(1999)), None, "not before the backoff");
+    assert_eq!(s.next_wakeup(), Some(now + secs(2)));
+    assert_eq!(s.take_ready(now + secs(2)), Some(id));
+}
+
+#[test]
+fn a_retry_counts_its_backoff_from_when_the_answer_came() {
+    // Issue 7.6: a request that timed out after request_timeout = 10 s, with
+    // a 2 s backoff, then 4 s, then 8 s: never retried at once.
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&policy());
+    let id = s.insert("us-east-1", t0, Duration::ZERO);
+    let mut sent = t0;
+    let mut retries = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(s.take_ready(sent), Some(id));
+        let answered = sent + secs(10);
+        let Next::PollAt(due) = s.record(id, &failed(), answered) else {
+            panic!("a failure is retried");
+        };
+        assert_eq!(s.take_ready(due - ms(1)), None, "not before the backoff");
+        retries.push(due - answered);
+        sent = due;
+    }
+    assert_eq!(retries, [secs(2), secs(4), secs(8)]);
+}
+
+#[test]
+fn a_throttle_is_never_retried_in_less_than_a_millisecond_whatever_the_jitter() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&PollSettings {
+        interval_initial: ms(1),
+        interval_max: ms(1),
+        jitter: 1.0,
+        ..policy()
+    });
+    let id = s.insert("us-east-1", t0, Duration::ZERO);
+    let mut now = t0;
+    for _ in 0..100 {
+        now = s.next_wakeup().expect("the watch waits").max(now);
+        assert_eq!(s.take_ready(now), Some(id));
+        let Next::PollAt(due) = s.record(id, &throttled(), now) else {
+            panic!("a throttle is retried");
+        };
+        assert!(due - now >= ms(1), "retry in {:?}", due - now);
+    }
+}
+
+#[test]
+fn a_due_watch_never_polled_goes_first() {
     let t0 = Instant::now();
     let mut s = Scheduler::new(&policy());
     let answered = s.insert("us-east-1", t0, Duration::ZERO);
@@ -212,25 +274,85 @@ fn a_due_watch_the_service_has_not_answered_yet_goes_first() {
         poll(&mut s, answered, Outcome::Changed, t0),
         Next::PollAt(t0 + secs(2))
     );
-    let waiting = s.insert("us-east-1", t0 + secs(1), Duration::ZERO);
-    assert_eq!(
-        poll(&mut s, waiting, throttled(), t0 + secs(1)),
-        Next::PollAt(t0 + secs(3))
-    );
-    // Both due at t0 + 3 s: the one never answered goes first, although
-    // the other came due a second earlier.
+    let fresh = s.insert("us-east-1", t0 + secs(3), Duration::ZERO);
+    // The new one goes first, although the other came due a second earlier:
+    // a short budget covers every execution once before it polls any twice.
     let now = t0 + secs(3);
-    assert_eq!(s.take_ready(now), Some(waiting));
+    assert_eq!(s.take_ready(now), Some(fresh));
     assert_eq!(s.take_ready(now), Some(answered));
 }
 
 #[test]
-fn a_watch_served_a_little_late_backs_off_from_its_due_time() {
+fn a_watch_polled_but_never_answered_waits_by_due_time() {
+    // Issue 7.12: once a request was sent, an unanswered watch no longer
+    // goes before the ones due longer.
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&policy());
+    let answered = s.insert("us-east-1", t0, Duration::ZERO);
+    assert_eq!(
+        poll(&mut s, answered, Outcome::Changed, t0),
+        Next::PollAt(t0 + secs(2))
+    );
+    let throttled_once = s.insert("us-east-1", t0 + secs(1), Duration::ZERO);
+    assert_eq!(
+        poll(&mut s, throttled_once, throttled(), t0 + secs(1)),
+        Next::PollAt(t0 + secs(3))
+    );
+    let now = t0 + secs(3);
+    assert_eq!(s.take_ready(now), Some(answered));
+    assert_eq!(s.take_ready(now), Some(throttled_once));
+}
+
+#[test]
+fn watches_always_denied_access_do_not_starve_an_answered_one() {
+    // Issue 7.12: rate_limit 1; 120 watches answered AccessDeniedException,
+    // each retried every interval_max = 60 s (2 requests a second of
+    // demand), and one answered `Running` watch.
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&PollSettings {
+        rate_limit: 1.0,
+        interval_max: secs(60),
+        ..policy()
+    });
+    let running = s.insert("us-east-1", t0, Duration::ZERO);
+    let denied: std::collections::HashSet<_> = (0..120)
+        .map(|_| s.insert("us-east-1", t0, Duration::ZERO))
+        .collect();
+    let end = t0 + secs(3600);
+    let mut polls = vec![t0];
+    assert_eq!(
+        poll(&mut s, running, Outcome::Unchanged, t0),
+        Next::PollAt(t0 + secs(2))
+    );
+    while let Some(now) = s.next_wakeup().filter(|&at| at <= end) {
+        while let Some(id) = s.take_ready(now) {
+            let outcome = if denied.contains(&id) {
+                Outcome::AccessDenied
+            } else {
+                polls.push(now);
+                Outcome::Unchanged
+            };
+            assert!(matches!(s.record(id, &outcome, now), Next::PollAt(_)));
+        }
+    }
+    polls.push(end);
+    let gaps: Vec<_> = polls.windows(2).map(|w| w[1] - w[0]).collect();
+    let longest = gaps.iter().max().expect("two instants at least");
+    // 121 watches sharing 1 request a second: each waits about 121 s.
+    assert!(
+        *longest <= secs(2 * 121),
+        "the answered watch waited {longest:?}; polled {} times",
+        polls.len() - 2
+    );
+}
+
+#[test]
+fn a_watch_served_a_little_late_backs_off_from_the_answer() {
     let t0 = Instant::now();
     let mut s = Scheduler::new(&policy());
     let id = s.insert("us-east-1", t0, Duration::ZERO);
     let now = t0 + secs(1);
-    assert_eq!(poll(&mut s, id, failed(), now), Next::PollAt(t0 + secs(2)));
+    assert_eq!(poll(&mut s, id, failed(), now), Next::PollAt(now + secs(2)));
 }
 
 #[test]
