@@ -246,8 +246,8 @@ impl Scheduler {
     }
 
     /// The watch to poll now, if any: among regions whose budget has a
-    /// token, a due watch the service has not answered yet, else the one
-    /// due longest. It is marked in flight (no other request
+    /// token, a due watch never polled yet, else the one due longest (see
+    /// `queue`). It is marked in flight (no other request
     /// for it starts until `record`) and spends a token of its region.
     /// `None` at `max_in_flight`, or when nothing is due or affordable.
     pub fn take_ready(&mut self, now: Instant) -> Option<WatchId> {
@@ -287,6 +287,11 @@ impl Scheduler {
     /// `AccessDenied` when that was this answer, else for `MaxWatch`. A next
     /// poll is never later than the deadline (nor, in a `NotFound` streak,
     /// than the grace's end), so the last poll lands on it.
+    ///
+    /// Every delay counts from `now`, when the answer came: a throttled or
+    /// failed watch is `PollAt` no sooner than `now` + its backoff (at least
+    /// 1 ms, and at least a `Retry-After` hint), so a throttle's `retry_in`
+    /// is never zero and the watch does not start before it.
     ///
     /// Surprises: an id that is unknown or was removed answers `Done` and
     /// changes nothing but freeing the slot (the budget still learns from
