@@ -314,7 +314,7 @@ impl Scheduler {
             }
             // No answer from the service (or a 5xx): says nothing about the quota.
             Outcome::Failed { .. } => {}
-            _ => budget.on_success(now),
+            _ => budget.on_success(sent_at, now),
         }
         if watch.removed {
             self.removed_in_flight -= 1;

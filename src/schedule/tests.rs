@@ -736,6 +736,20 @@ fn against_quota(
     latency: Duration,
     end_secs: f64,
 ) -> Vec<(f64, bool)> {
+    against_quotas(&[(0.0, quota_rate)], rate_limit, latency, end_secs)
+}
+
+/// `against_quota` with a quota that changes: from each (seconds after the
+/// start, req/s) on, the server grants that rate (burst: 1 s of it, and
+/// what it had stored is cut to that).
+fn against_quotas(
+    quotas: &[(f64, f64)],
+    rate_limit: f64,
+    latency: Duration,
+    end_secs: f64,
+) -> Vec<(f64, bool)> {
+    let quota_rate = quotas[0].1;
+    let mut changes = quotas[1..].iter().peekable();
     let t0 = Instant::now();
     let mut s = Scheduler::new(&PollSettings {
         interval_initial: ms(10),
@@ -760,6 +774,11 @@ fn against_quota(
             assert!(matches!(s.record(id, &outcome, done_at), Next::PollAt(_)));
         }
         while let Some(id) = s.take_ready(now) {
+            if let Some(&(_, rate)) = changes.next_if(|(at, _)| (now - t0).as_secs_f64() >= *at) {
+                server.rate = rate;
+                server.burst = rate.max(1.0);
+                server.tokens = server.tokens.min(server.burst);
+            }
             let ok = server.admit(now);
             log.push(((now - t0).as_secs_f64(), ok));
             answers.push_back((now + latency, id, ok));
@@ -896,5 +915,41 @@ fn no_one_second_window_exceeds_the_rate_limit_by_more_than_the_burst() {
         assert!(idle >= Some(secs(60)), "limit {limit}: no idle spell");
         assert!(busiest <= allowed, "limit {limit}: {busiest} in 1 s");
         assert!(busiest >= limit as usize, "limit {limit}: budget unused");
+    }
+}
+
+#[test]
+fn a_five_fold_quota_drop_costs_under_10_percent_throttled_in_the_next_5_s() {
+    // Issue 7.11: the quota falls five-fold 120 s into the run; before the
+    // change 24-30 % of the requests in the next 5 s were throttled (50 ms
+    // answers), 13 % with 5 ms answers at Q = 100.
+    let drop = 120.0;
+    let end = 400.0;
+    for (quota, latency) in [(50.0, 50), (100.0, 50), (100.0, 5)] {
+        let after_quota = quota / 5.0;
+        let quotas = [(0.0, quota), (drop, after_quota)];
+        let log = against_quotas(&quotas, 2.5 * quota, ms(latency), end);
+        let (_, before) = stats(&log, 30.0, drop);
+        let (share, _) = stats(&log, drop, drop + 5.0);
+        let (_, after) = stats(&log, drop + 30.0, end);
+        eprintln!(
+            "quota {quota} -> {after_quota}/s, {latency} ms answers: goodput before {:.3} \
+             of quota, throttled in the 5 s after {:.1} %, goodput after 30 s {:.3} of quota",
+            before / quota,
+            share * 100.0,
+            after / after_quota
+        );
+        assert!(
+            share < 0.10,
+            "quota {quota}: {share} throttled after the drop"
+        );
+        assert!(
+            before >= 0.98 * quota,
+            "quota {quota}: goodput before {before}"
+        );
+        assert!(
+            after >= 0.98 * after_quota,
+            "quota {quota}: goodput after {after}"
+        );
     }
 }
