@@ -30,6 +30,9 @@ pub struct ServerKnobs {
     pub quota: Option<f64>,
     /// Token-bucket capacity; `None` = one second's worth of `quota`.
     pub quota_burst: Option<f64>,
+    /// Later quotas (`quota_schedule`), in time order: from `at` on, the
+    /// quota is `quota` with one second's worth of burst.
+    pub quota_schedule: Vec<QuotaChange>,
     /// Share of requests (0.0..=1.0) answered with `InternalServerException`.
     pub error_rate: f64,
     /// Seeds every random choice (faults, jitter, generated end offsets).
@@ -48,6 +51,7 @@ impl Default for ServerKnobs {
         ServerKnobs {
             quota: None,
             quota_burst: None,
+            quota_schedule: Vec::new(),
             error_rate: 0.0,
             seed: 0,
             latency: Duration::ZERO,
@@ -57,6 +61,15 @@ impl Default for ServerKnobs {
             account: "123456789012".to_owned(),
         }
     }
+}
+
+/// One step of `quota_schedule`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaChange {
+    /// Offset from the simulator's start.
+    pub at: Duration,
+    /// Requests per second from then on.
+    pub quota: f64,
 }
 
 /// One `[[execution]]` table.
