@@ -375,15 +375,17 @@ impl Scheduler {
                 // throttle's retry is never zero. At least 1 ms: jitter must
                 // not turn a retry into `retry_in_ms = 0`.
                 let backoff = intervals.after_error(&mut watch.delays).max(MIN_RETRY);
-                // A watch that waited in line keeps its place: the one it
-                // had when it was sent, moved back by the backoff only, so
-                // once due it goes ahead of the watches that came due after
-                // that (a throttle does not cost it its turn under a short
-                // budget). Moving it back by the backoff each time keeps a
-                // watch that always fails from holding an old place for ever
-                // and starving the others (issue 7.12).
-                let place_was = watch.place();
-                place = Some(place_was.checked_add(backoff).unwrap_or(watch.deadline));
+                // A throttled watch keeps its place in line: once due, it
+                // goes ahead of the watches that came due after it. A
+                // throttle is the shared budget's doing and must not cost a
+                // watch its turn under a short budget (every execution
+                // covered once before any is polled twice). A failure
+                // (5xx, timeout) joins the line at its due time like any
+                // other answer: a watch that always fails must not hold an
+                // old place and starve the others (issue 7.12).
+                if matches!(outcome, Outcome::Throttled { .. }) {
+                    place = Some(watch.place());
+                }
                 let due = after(backoff);
                 match retry_after {
                     Some(hint) => due.max(after(*hint)),

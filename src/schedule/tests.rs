@@ -293,18 +293,27 @@ fn a_watch_polled_but_never_answered_waits_by_due_time() {
         poll(&mut s, answered, Outcome::Changed, t0),
         Next::PollAt(t0 + secs(2))
     );
-    let throttled_once = s.insert("us-east-1", t0 + secs(1), Duration::ZERO);
+    let failed_once = s.insert("us-east-1", t0 + secs(1), Duration::ZERO);
     assert_eq!(
-        poll(&mut s, throttled_once, throttled(), t0 + secs(1)),
+        poll(&mut s, failed_once, failed(), t0 + secs(1)),
         Next::PollAt(t0 + secs(3))
     );
     let now = t0 + secs(3);
     assert_eq!(s.take_ready(now), Some(answered));
-    assert_eq!(s.take_ready(now), Some(throttled_once));
+    assert_eq!(s.take_ready(now), Some(failed_once));
 }
 
 #[test]
 fn watches_always_denied_access_do_not_starve_an_answered_one() {
+    longest_wait_of_an_answered_watch_among_120(Outcome::AccessDenied);
+}
+
+#[test]
+fn watches_that_always_fail_do_not_starve_an_answered_one() {
+    longest_wait_of_an_answered_watch_among_120(failed());
+}
+
+fn longest_wait_of_an_answered_watch_among_120(outcome_of_the_others: Outcome) {
     // Issue 7.12: rate_limit 1; 120 watches answered AccessDeniedException,
     // each retried every interval_max = 60 s (2 requests a second of
     // demand), and one answered `Running` watch.
@@ -327,7 +336,7 @@ fn watches_always_denied_access_do_not_starve_an_answered_one() {
     while let Some(now) = s.next_wakeup().filter(|&at| at <= end) {
         while let Some(id) = s.take_ready(now) {
             let outcome = if denied.contains(&id) {
-                Outcome::AccessDenied
+                outcome_of_the_others.clone()
             } else {
                 polls.push(now);
                 Outcome::Unchanged
