@@ -32,8 +32,9 @@
 //!   sent at. (b) A throttle within 1 s of a decrease (but at least two
 //!   requests' time after it) measures the granted rate as the successes
 //!   since the decrease, plus one, over that time plus one request's time.
-//!   Neither fires against a steady quota: there, the decrease lands under
-//!   it and no follow-up throttle comes.
+//!   Against a steady quota they stay quiet: a decrease lands under it, so
+//!   neither a follow-up throttle nor mostly throttled answers come (the
+//!   quota tests in `schedule::tests` keep their figures).
 //! - After successes the rate recovers along a cubic of the time `t` since
 //!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
 //!   granted rate in K seconds, flattens there (where throttling happened),
