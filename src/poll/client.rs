@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -28,7 +30,7 @@ mod classify;
 #[cfg(test)]
 mod wire_tests;
 
-pub use classify::{MAX_TEXT_CHARS, REDACTED, Secrets, classify, scrub};
+pub use classify::{MAX_TEXT_CHARS, REDACTED, Secrets, classify, describe, scrub};
 
 /// What one request needs: the ids to send and the region to send them to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -139,11 +141,7 @@ impl SdkFetcher {
     /// The client for `region`, built on first use. An empty region means the
     /// shared config's.
     pub(super) fn client(&self, region: &Arc<str>) -> Client {
-        let mut clients = self
-            .inner
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut clients = lock(&self.inner.clients);
         if let Some(client) = clients.get(region) {
             return client.clone();
         }
