@@ -99,7 +99,7 @@ fn succeeded(frame: &Frame) -> bool {
 
 #[tokio::test]
 async fn every_event_reaches_two_clients_in_order_and_a_reconnect_resumes() {
-    let sim = support::simulator(&execution("run-s", Some(("800ms", "Succeeded")))).await;
+    let sim = support::simulator(&execution("run-s", Some(("2s", "Succeeded")))).await;
     let daemon = Setup::new(&sim, "", "").start().await;
     let (mut one, head) = open(daemon.addr, None).await;
     assert!(
@@ -119,13 +119,16 @@ async fn every_event_reaches_two_clients_in_order_and_a_reconnect_resumes() {
             .map(|f| f.data["event"].as_str().unwrap().to_string())
             .collect()
     };
+    // `Running` is first seen unless start-up took longer than 2 s.
+    let names = names(&seen_one);
     assert_eq!(
-        names(&seen_one),
-        [
-            "watch.added",
-            "execution.transition",
-            "execution.transition"
-        ]
+        names.first().map(String::as_str),
+        Some("watch.added"),
+        "{names:?}"
+    );
+    assert!(
+        names.len() >= 2 && names[1..].iter().all(|n| n == "execution.transition"),
+        "{names:?}"
     );
     let ids: Vec<u64> = seen_one
         .iter()
