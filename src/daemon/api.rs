@@ -195,6 +195,11 @@ fn source_of(tracked: &Tracked) -> &'static str {
     }
 }
 
+/// Whether the watch was added over the API.
+pub(super) fn is_api(tracked: &Tracked) -> bool {
+    source_of(tracked) == "api"
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -267,6 +267,14 @@ impl<F: Fetch> Daemon<F> {
     /// Tracks a watch, resuming it from the state file when it was saved,
     /// and polls it unless it already ended.
     fn add(&mut self, key: WatchKey, watch: Arc<Watch>, now: Instant) {
+        if let Some(tracked) = self.book.get_mut(&key)
+            && api::is_api(tracked)
+        {
+            // Already watched over the API (issue 10): the config now lists
+            // it too, and its watch (source, labels) goes on from here.
+            tracked.watch = watch;
+            return;
+        }
         if let Some(arn) = watch.target.arn.as_deref()
             && let Some(keeper) = self.book.learned_by(arn)
         {
