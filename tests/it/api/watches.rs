@@ -343,3 +343,38 @@ async fn full_limits_answer_with_a_clear_json_body() {
     holder.abort();
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn an_ended_api_watch_is_dropped_after_keep_ended() {
+    let sim = support::simulator(&execution("run-k", Some(("200ms", "Succeeded")))).await;
+    let setup = Setup::new(&sim, "keep_ended = \"300ms\"", "").with_state();
+    let daemon = setup.start().await;
+    assert_eq!(daemon.add("run-k").await.status, 201);
+    let ended = daemon.until("run-k", |w| !w["ended"].is_null()).await;
+    assert_eq!(ended["ended"], "succeeded", "{ended}");
+    let path = format!("/v1/watches/{}", encoded(&arn("run-k")));
+    let deadline = tokio::time::Instant::now() + SOON;
+    while daemon.get(&path).await.status != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still kept after keep_ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = daemon.stop().await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(setup.path("state.json")).unwrap()).unwrap();
+    assert!(
+        state
+            .get("api")
+            .is_none_or(|api| api.as_object().unwrap().is_empty()),
+        "{state}"
+    );
+    assert!(state["watches"].as_object().unwrap().is_empty(), "{state}");
+    // Dropped quietly: it was not removed by anyone.
+    assert!(
+        run.events.named("watch.removed").is_empty(),
+        "{}",
+        run.events
+    );
+}
