@@ -73,6 +73,8 @@ pub struct Tracker {
     /// When watching began, for `watched_ms` and `max_watch` (restored
     /// watches started earlier).
     since: SystemTime,
+    /// Its failure details were reported (issue 9).
+    details_reported: bool,
 }
 
 /// What one observation meant, with everything its events need.
@@ -119,6 +121,7 @@ impl Tracker {
             last: None,
             polls: 0,
             since: now,
+            details_reported: false,
         }
     }
 
@@ -131,6 +134,7 @@ impl Tracker {
             last: (!saved.status.is_empty()).then(|| Status::parse(&saved.status)),
             polls: saved.polls,
             since: if since <= now { since } else { now },
+            details_reported: saved.details_reported,
             ..Tracker::new(arn, key, now)
         }
     }
@@ -182,7 +186,18 @@ impl Tracker {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis() as u64,
+            details_reported: self.details_reported,
         }
+    }
+
+    /// Whether its failure details were reported (or found unavailable).
+    pub fn details_reported(&self) -> bool {
+        self.details_reported
+    }
+
+    /// Its failure details are out: `record` says so from now on.
+    pub fn report_details(&mut self) {
+        self.details_reported = true;
     }
 
     /// Takes in one successful poll's answer at wall-clock `now`.

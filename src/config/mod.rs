@@ -233,7 +233,8 @@ mod tests {
             dir.error(&text),
             "{main}:7:1: poll.intreval_max: unknown key, expected one of `interval_initial`, \
              `interval_max`, `multiplier`, `jitter`, `rate_limit`, `max_in_flight`, \
-             `request_timeout`, `max_watch`, `not_found_grace`, `include`"
+             `request_timeout`, `max_watch`, `not_found_grace`, `failure_details`, \
+             `failure_details_max_pages`, `include`"
         );
     }
 

@@ -61,6 +61,8 @@ pub struct RawPoll {
     pub request_timeout: Option<Spanned<String>>,
     pub max_watch: Option<Spanned<String>>,
     pub not_found_grace: Option<Spanned<String>>,
+    pub failure_details: Option<Spanned<bool>>,
+    pub failure_details_max_pages: Option<Spanned<i64>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

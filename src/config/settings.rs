@@ -34,6 +34,11 @@ pub struct PollSettings {
     /// abandoned (eventual consistency right after StartFlowExecution).
     /// flowwatch's own addition to the contract's `[poll]` keys; default 30s.
     pub not_found_grace: Duration,
+    /// Fetch the failure events of executions that end `Failed`,
+    /// `TimedOut` or `Aborted` (issue 9); default true.
+    pub failure_details: bool,
+    /// ListFlowExecutionEvents pages per execution, both kinds; default 20.
+    pub failure_details_max_pages: u32,
 }
 
 impl Default for PollSettings {
@@ -48,6 +53,8 @@ impl Default for PollSettings {
             request_timeout: Duration::from_secs(10),
             max_watch: Duration::from_secs(25 * 3600),
             not_found_grace: Duration::from_secs(30),
+            failure_details: true,
+            failure_details_max_pages: crate::details::MAX_PAGES,
         }
     }
 }
@@ -95,6 +102,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Most concurrent requests accepted (a semaphore's permit count stays sane).
 const MAX_IN_FLIGHT: i64 = 65_536;
+/// `failure_details_max_pages` at most: 10 events a page, 10,000 events.
+const MAX_DETAILS_PAGES: u32 = 1000;
 
 pub(super) fn aws_settings(
     src: &Source<'_>,
@@ -187,6 +196,22 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             }
         },
     };
+    let failure_details_max_pages = match &raw.failure_details_max_pages {
+        None => d.failure_details_max_pages,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_DETAILS_PAGES).contains(&v) => v,
+            _ => {
+                return Err(src.invalid(
+                    n.span(),
+                    "poll.failure_details_max_pages",
+                    format!(
+                        "must be between 1 and {MAX_DETAILS_PAGES}, not {}",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        },
+    };
     Ok(PollSettings {
         interval_initial,
         interval_max,
@@ -207,6 +232,11 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             "poll.not_found_grace",
             d.not_found_grace,
         )?,
+        failure_details: raw
+            .failure_details
+            .as_ref()
+            .map_or(d.failure_details, |v| *v.get_ref()),
+        failure_details_max_pages,
     })
 }
 
@@ -415,6 +445,40 @@ mod tests {
         assert_eq!(
             dir.error(&text),
             "{main}:2:17: poll.max_in_flight: must be between 1 and 65536, not 0"
+        );
+    }
+
+    #[test]
+    fn failure_details_default_on_with_twenty_pages_and_can_be_turned_off() {
+        let dir = Dir::new();
+        let poll = dir.load(ONE_WATCH).unwrap().poll;
+        assert_eq!(
+            (poll.failure_details, poll.failure_details_max_pages),
+            (true, 20)
+        );
+        let text =
+            format!("[poll]\nfailure_details = false\nfailure_details_max_pages = 3\n{ONE_WATCH}");
+        let poll = dir.load(&text).unwrap().poll;
+        assert_eq!(
+            (poll.failure_details, poll.failure_details_max_pages),
+            (false, 3)
+        );
+    }
+
+    #[test]
+    fn failure_details_keys_are_validated_at_their_value() {
+        let dir = Dir::new();
+        let text = format!("[poll]\nfailure_details_max_pages = 0\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:29: poll.failure_details_max_pages: must be between 1 and 1000, not 0"
+        );
+        let text = format!("[poll]\nfailure_details = \"yes\"\n{ONE_WATCH}");
+        assert!(
+            dir.error(&text)
+                .starts_with("{main}:2:19: poll.failure_details: invalid type: string"),
+            "{}",
+            dir.error(&text)
         );
     }
 

@@ -10,12 +10,12 @@ use tokio::time::Instant;
 use super::book::Ending;
 use super::{Daemon, Done, Panicked};
 use crate::event::{self, Event};
-use crate::poll::{Fetch, Observation, PollOutcome};
+use crate::poll::{Fetch, Lister, Observation, PollOutcome};
 use crate::schedule::{self, Next};
 use crate::transition::Observed;
 use crate::watch::WatchKey;
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Records one finished poll: transition detection, scheduling, events.
     pub(super) fn finish(&mut self, done: Done, now: Instant) {
         let Done {
@@ -74,6 +74,10 @@ impl<F: Fetch> Daemon<F> {
         };
         let next = self.scheduler.record(id, &decided, now);
         self.after(&key, &outcome, next, now);
+        if decided == schedule::Outcome::Terminal {
+            // The terminal transition is out: its details may follow.
+            self.want_details(&key, now);
+        }
     }
 
     /// Acts on the scheduler's decision for a finished poll: the watch ends,

@@ -6,10 +6,12 @@
 //! writes, metrics, and the `--once` verdict. Every decision is made by the
 //! pure stages (`schedule`, `transition`); this module only moves data
 //! between them and the edges. `book.rs` keeps the watches, `answer.rs`
-//! acts on a finished poll, `reload.rs` applies a new config.
+//! acts on a finished poll, `reload.rs` applies a new config, `details.rs`
+//! fetches the failure details of executions that ended failing (issue 9).
 
 mod answer;
 mod book;
+mod details;
 mod reload;
 
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::event::{self, Event, LevelHandle};
-use crate::poll::{FailureKind, Fetch, PollOutcome, Target};
+use crate::poll::{FailureKind, Fetch, Lister, PollOutcome, Target};
 use crate::schedule::{Scheduler, WatchId};
 use crate::service::files::FileWatcher;
 use crate::service::http::Health;
@@ -35,6 +37,7 @@ use crate::watch::{Watch, WatchKey, WatchSet};
 
 use book::{Book, Tracked};
 pub use book::{Report, Verdict, WatchReport};
+use details::Details;
 use reload::Launch;
 pub use reload::Reload;
 
@@ -95,13 +98,15 @@ struct Panicked {
     message: String,
 }
 
-pub struct Daemon<F: Fetch> {
+pub struct Daemon<F: Fetch + Lister> {
     fetch: F,
     config: Config,
     scheduler: Scheduler,
     /// Every watch of the current config, polled or ended.
     book: Book,
     in_flight: JoinSet<Done>,
+    /// Failure-details fetches and their requests in flight (issue 9).
+    details: Details,
     /// Which watch each running poll task is for, so a task that panics
     /// still frees its watch's slot.
     tasks: HashMap<task::Id, WatchId>,
@@ -118,7 +123,7 @@ pub struct Daemon<F: Fetch> {
     last_error: Option<String>,
 }
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Builds the loop's state and starts every watch of `config` (terminal
     /// ones restored from state are counted, not polled).
     pub fn new(config: Config, fetch: F, edges: Edges, now: Instant) -> Result<Self, DaemonError> {
@@ -127,6 +132,7 @@ impl<F: Fetch> Daemon<F> {
             scheduler: Scheduler::new(&config.poll),
             book: Book::default(),
             in_flight: JoinSet::new(),
+            details: Details::default(),
             tasks: HashMap::new(),
             launch: Launch::of(&config),
             log_level: None,
@@ -184,7 +190,7 @@ impl<F: Fetch> Daemon<F> {
             if self.edges.once && self.is_finished() {
                 break;
             }
-            let wakeup = self.scheduler.next_wakeup();
+            let wakeup = earliest(self.scheduler.next_wakeup(), self.details_wakeup());
             // Biased, in this order: a stop first; the heartbeat before the
             // busy branches so a flood of completions cannot starve the
             // watchdog; reloads before polls.
@@ -196,6 +202,11 @@ impl<F: Fetch> Daemon<F> {
                 Some(joined) = self.in_flight.join_next_with_id() => {
                     let now = Instant::now();
                     self.joined(joined, now);
+                    self.start_ready(now);
+                }
+                Some(joined) = self.details.tasks.join_next_with_id() => {
+                    let now = Instant::now();
+                    self.details_joined(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -233,7 +244,7 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn is_finished(&self) -> bool {
-        self.scheduler.is_empty() && self.in_flight.is_empty()
+        self.scheduler.is_empty() && self.in_flight.is_empty() && self.details.is_idle()
     }
 
     /// Every watch needs a region before any request is sent. Watches left
@@ -296,6 +307,8 @@ impl<F: Fetch> Daemon<F> {
             ended: None,
         });
         if tracked.ended.is_some() {
+            // Ended before a restart: its details, if not yet reported.
+            self.want_details(&key, now);
             return;
         }
         let watched_for = tracked.tracker.watched_for(wall_now);
@@ -308,6 +321,7 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn remove(&mut self, key: &WatchKey) {
+        self.details.drop_watch(key);
         if let Some(tracked) = self.book.remove(key) {
             if let Some(id) = tracked.id {
                 self.scheduler.remove(id);
@@ -321,7 +335,8 @@ impl<F: Fetch> Daemon<F> {
         }
     }
 
-    /// Starts every poll the scheduler allows now.
+    /// Starts every poll the scheduler allows now, then the failure-details
+    /// requests the budget has room for.
     fn start_ready(&mut self, now: Instant) {
         while let Some(id) = self.scheduler.take_ready(now) {
             let tracked = self
@@ -356,6 +371,7 @@ impl<F: Fetch> Daemon<F> {
             });
             self.tasks.insert(task.id(), id);
         }
+        self.start_details(now);
     }
 
     /// How long one poll may take, fixed when it starts (a reload leaves
@@ -406,6 +422,7 @@ impl<F: Fetch> Daemon<F> {
         event::emit(&Event::Stopping {
             watches_left: self.scheduler.len(),
         });
+        self.details.abort();
         self.edges.notifier.stopping();
         let grace_ends = Instant::now() + SHUTDOWN_GRACE;
         let hurry = self.hurry.clone();
@@ -462,6 +479,13 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
             Ok(text) => (*text).to_string(),
             Err(_) => "a poll task panicked".to_string(),
         },
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

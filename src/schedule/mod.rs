@@ -385,6 +385,55 @@ impl Scheduler {
         Ok(due.min(latest))
     }
 
+    /// Takes a token of `region`'s budget and an in-flight slot for a
+    /// request that is not a poll (a failure-details page, issue 9): every
+    /// request to a region shares its budget and `max_in_flight`. Polls come
+    /// first: the caller asks only after `take_ready` said `None`. `Err`
+    /// says when to ask again: `None` at `max_in_flight` (when one ends).
+    pub fn take_token(&mut self, region: &str, now: Instant) -> Result<(), Option<Instant>> {
+        if self.in_flight >= self.max_in_flight {
+            return Err(None);
+        }
+        let index = self.region(region, now) as usize;
+        let budget = &mut self.regions[index].budget;
+        if budget.ready_at() > now {
+            return Err(Some(budget.ready_at()));
+        }
+        budget.take(now);
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// The earliest instant at or after `due` that `take_token` could
+    /// succeed for `region`; `None` at `max_in_flight`.
+    pub fn token_wakeup(&self, region: &str, due: Instant) -> Option<Instant> {
+        if self.in_flight >= self.max_in_flight {
+            return None;
+        }
+        Some(match self.region_index.get(region) {
+            Some(&i) => due.max(self.regions[i as usize].budget.ready_at()),
+            None => due,
+        })
+    }
+
+    /// Frees the slot of a `take_token` request sent at `sent_at`; its
+    /// answer teaches the region's budget as a poll's would (`Throttled`
+    /// lowers the rate, `Failed` says nothing, anything else is a success).
+    pub fn token_done(&mut self, region: &str, answer: &Outcome, sent_at: Instant, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(&index) = self.region_index.get(region) else {
+            return;
+        };
+        let budget = &mut self.regions[index as usize].budget;
+        match answer {
+            Outcome::Throttled { .. } => {
+                budget.on_throttled(sent_at, now);
+            }
+            Outcome::Failed { .. } => {}
+            _ => budget.on_success(now),
+        }
+    }
+
     /// The current adapted rate of a region, requests per second (the
     /// `rate_limit` field of `poll.throttled`); `rate_limit` for a region
     /// with no watch yet.
@@ -504,6 +553,7 @@ mod tests {
             request_timeout: secs(10),
             max_watch: secs(25 * 3600),
             not_found_grace: secs(30),
+            ..PollSettings::default()
         }
     }
 
@@ -871,6 +921,55 @@ mod tests {
         let mut s = Scheduler::new(&short_watch());
         let id = s.insert("us-east-1", t0, secs(20));
         assert_eq!(poll(&mut s, id, Outcome::Terminal, t0), Next::Done);
+    }
+
+    #[test]
+    fn other_requests_share_the_region_budget_and_the_in_flight_cap() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&PollSettings {
+            rate_limit: 1.0,
+            max_in_flight: 2,
+            ..policy()
+        });
+        let id = s.insert("us-east-1", t0, Duration::ZERO);
+        // The burst is small: drain it with polls and tokens alike.
+        let mut granted = 0;
+        while s.take_token("us-east-1", t0).is_ok() {
+            granted += 1;
+            s.token_done("us-east-1", &Outcome::Unchanged, t0, t0);
+        }
+        assert!(granted >= 1, "a fresh budget grants a token");
+        assert_eq!(s.take_ready(t0), None, "the tokens spent the poll's budget");
+        let Err(Some(ready)) = s.take_token("us-east-1", t0) else {
+            panic!("an empty budget says when to come back");
+        };
+        assert_eq!(s.token_wakeup("us-east-1", t0), Some(ready));
+        assert_eq!(s.take_ready(ready), Some(id));
+        let t1 = ready + Duration::from_secs(5);
+        assert_eq!(s.take_token("us-east-1", t1), Ok(()));
+        assert_eq!(s.in_flight(), 2);
+        assert_eq!(
+            s.take_token("eu-west-1", t1),
+            Err(None),
+            "max_in_flight holds"
+        );
+        assert_eq!(s.token_wakeup("eu-west-1", t1), None);
+        s.token_done("us-east-1", &Outcome::Unchanged, t1, t1);
+        assert_eq!(s.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_throttled_token_lowers_the_shared_rate() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&PollSettings {
+            rate_limit: 10.0,
+            ..policy()
+        });
+        assert_eq!(s.take_token("us-east-1", t0), Ok(()));
+        let throttled = Outcome::Throttled { retry_after: None };
+        s.token_done("us-east-1", &throttled, t0, t0);
+        assert!(s.rate("us-east-1") < 10.0, "rate {}", s.rate("us-east-1"));
+        assert_eq!(s.in_flight(), 0);
     }
 
     #[test]

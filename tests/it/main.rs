@@ -3,6 +3,7 @@
 mod support;
 
 mod daemon_loop;
+mod details;
 mod lifecycle;
 mod wire;
 mod cli;
