@@ -39,6 +39,11 @@ pub struct PollSettings {
     pub failure_details: bool,
     /// ListFlowExecutionEvents pages per execution, both kinds; default 20.
     pub failure_details_max_pages: u32,
+    /// The share of a region's rate all `[[watch_flow]]` walks may use
+    /// together, above 0 and at most 1; default 0.25.
+    pub discovery_share: f64,
+    /// How often a walk starts when it is cheap; default 30s.
+    pub list_interval: Duration,
 }
 
 impl Default for PollSettings {
@@ -55,6 +60,8 @@ impl Default for PollSettings {
             not_found_grace: Duration::from_secs(30),
             failure_details: true,
             failure_details_max_pages: crate::details::MAX_PAGES,
+            discovery_share: crate::discover::DISCOVERY_SHARE,
+            list_interval: crate::discover::LIST_INTERVAL,
         }
     }
 }
@@ -237,6 +244,23 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             .as_ref()
             .map_or(d.failure_details, |v| *v.get_ref()),
         failure_details_max_pages,
+        discovery_share: number(
+            src,
+            &raw.discovery_share,
+            "poll.discovery_share",
+            d.discovery_share,
+            |x| {
+                (x > 0.0 && x <= 1.0)
+                    .then_some(())
+                    .ok_or("must be above 0.0 and at most 1.0")
+            },
+        )?,
+        list_interval: duration(
+            src,
+            &raw.list_interval,
+            "poll.list_interval",
+            d.list_interval,
+        )?,
     })
 }
 
@@ -479,6 +503,24 @@ mod tests {
                 .starts_with("{main}:2:19: poll.failure_details: invalid type: string"),
             "{}",
             dir.error(&text)
+        );
+    }
+
+    #[test]
+    fn discovery_share_and_list_interval_default_and_are_validated() {
+        let dir = Dir::new();
+        let poll = dir.load(ONE_WATCH).unwrap().poll;
+        assert_eq!(poll.discovery_share, 0.25);
+        assert_eq!(poll.list_interval, Duration::from_secs(30));
+        let text = format!("[poll]\ndiscovery_share = 1.5\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:19: poll.discovery_share: must be above 0.0 and at most 1.0, not 1.5"
+        );
+        let text = format!("[poll]\nlist_interval = \"0s\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:17: poll.list_interval: must be longer than zero"
         );
     }
 
