@@ -78,6 +78,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             // The terminal transition is out: its details may follow.
             self.want_details(&key, now);
         }
+        self.retire_if_done(&key);
     }
 
     /// Acts on the scheduler's decision for a finished poll: the watch ends,
@@ -167,7 +168,11 @@ impl<F: Fetch + Lister> Daemon<F> {
     /// saves the state record, and says what the scheduler should make of
     /// it. `None` when the answer revealed that another watch already names
     /// this execution: this one merged into it (issue 7.1).
-    fn observe(&mut self, key: &WatchKey, observation: &Observation) -> Option<schedule::Outcome> {
+    pub(super) fn observe(
+        &mut self,
+        key: &WatchKey,
+        observation: &Observation,
+    ) -> Option<schedule::Outcome> {
         let tracked = self.book.get(key).expect("polled watches are tracked");
         if let Some(arn) = tracked.tracker.would_learn(observation) {
             if let Some(keeper) = self.book.holder_of(arn, key) {

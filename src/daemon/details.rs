@@ -50,6 +50,11 @@ impl Details {
         self.fetches.is_empty() && self.tasks.is_empty()
     }
 
+    /// Whether `key`'s details are still being fetched.
+    pub fn is_fetching(&self, key: &WatchKey) -> bool {
+        self.fetches.contains_key(key)
+    }
+
     /// Forgets the fetch of a watch a reload dropped; a request in flight
     /// still frees its slot when it ends.
     pub fn drop_watch(&mut self, key: &WatchKey) {
@@ -268,6 +273,7 @@ impl<F: Fetch + Lister> Daemon<F> {
         if let Some(state) = &self.edges.state {
             state.mark(key.as_str(), tracked.tracker.record());
         }
+        self.retire_if_done(&key);
     }
 }
 

@@ -12,6 +12,7 @@
 mod answer;
 mod book;
 mod details;
+mod discovery;
 mod reload;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use crate::watch::{Watch, WatchKey, WatchSet};
 use book::{Book, Tracked};
 pub use book::{Report, Verdict, WatchReport};
 use details::Details;
+use discovery::Discovery;
 use reload::Launch;
 pub use reload::Reload;
 
@@ -107,6 +109,8 @@ pub struct Daemon<F: Fetch + Lister> {
     in_flight: JoinSet<Done>,
     /// Failure-details fetches and their requests in flight (issue 9).
     details: Details,
+    /// `[[watch_flow]]` walks and the watches they found (issue 9).
+    discovery: Discovery,
     /// Which watch each running poll task is for, so a task that panics
     /// still frees its watch's slot.
     tasks: HashMap<task::Id, WatchId>,
@@ -133,6 +137,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             book: Book::default(),
             in_flight: JoinSet::new(),
             details: Details::default(),
+            discovery: Discovery::new(SystemTime::now()),
             tasks: HashMap::new(),
             launch: Launch::of(&config),
             log_level: None,
@@ -152,6 +157,8 @@ impl<F: Fetch + Lister> Daemon<F> {
         for (key, watch) in watches.iter() {
             daemon.add(key.clone(), watch.clone(), now);
         }
+        let flows = daemon.config.flows.clone();
+        daemon.set_flows(&flows, now);
         // Saved watches the config no longer lists leave the state file.
         if let Some(state) = &daemon.edges.state {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
@@ -190,7 +197,10 @@ impl<F: Fetch + Lister> Daemon<F> {
             if self.edges.once && self.is_finished() {
                 break;
             }
-            let wakeup = earliest(self.scheduler.next_wakeup(), self.details_wakeup());
+            let wakeup = earliest(
+                earliest(self.scheduler.next_wakeup(), self.details_wakeup()),
+                self.discovery_wakeup(),
+            );
             // Biased, in this order: a stop first; the heartbeat before the
             // busy branches so a flood of completions cannot starve the
             // watchdog; reloads before polls.
@@ -207,6 +217,11 @@ impl<F: Fetch + Lister> Daemon<F> {
                 Some(joined) = self.details.tasks.join_next_with_id() => {
                     let now = Instant::now();
                     self.details_joined(joined, now);
+                    self.start_ready(now);
+                }
+                Some(joined) = self.discovery.tasks.join_next_with_id() => {
+                    let now = Instant::now();
+                    self.list_joined(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -232,11 +247,16 @@ impl<F: Fetch + Lister> Daemon<F> {
 
     fn report_status(&self) {
         let counts = self.book.counts();
-        self.edges.notifier.status(&notify::status_line(
+        let mut line = notify::status_line(
             self.scheduler.len(),
             counts.succeeded + counts.failed,
             self.throttled,
-        ));
+        );
+        if let Some(walk) = self.discovery.longest_walk() {
+            // How long one discovery walk takes (issue 9).
+            line += &format!(", walk {:.1}s", walk.as_secs_f64());
+        }
+        self.edges.notifier.status(&line);
         self.edges.metrics.set_watches(&self.book.by_status());
         for (region, rate) in self.scheduler.rates() {
             self.edges.metrics.set_rate(region, rate);
@@ -244,7 +264,10 @@ impl<F: Fetch + Lister> Daemon<F> {
     }
 
     fn is_finished(&self) -> bool {
-        self.scheduler.is_empty() && self.in_flight.is_empty() && self.details.is_idle()
+        self.scheduler.is_empty()
+            && self.in_flight.is_empty()
+            && self.details.is_idle()
+            && self.discovery.is_idle()
     }
 
     /// Every watch needs a region before any request is sent. Watches left
@@ -335,9 +358,12 @@ impl<F: Fetch + Lister> Daemon<F> {
         }
     }
 
-    /// Starts every poll the scheduler allows now, then the failure-details
-    /// requests the budget has room for.
+    /// Starts the discovery pages that are due (they pace themselves to
+    /// `discovery_share` of the rate, so polls keep the rest), then every
+    /// poll the scheduler allows now, then the failure-details requests the
+    /// budget has room for.
     fn start_ready(&mut self, now: Instant) {
+        self.start_walks(now);
         while let Some(id) = self.scheduler.take_ready(now) {
             let tracked = self
                 .book
@@ -423,6 +449,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             watches_left: self.scheduler.len(),
         });
         self.details.abort();
+        self.discovery.abort();
         self.edges.notifier.stopping();
         let grace_ends = Instant::now() + SHUTDOWN_GRACE;
         let hurry = self.hurry.clone();

@@ -243,9 +243,11 @@ impl<F: Fetch + Lister> Daemon<F> {
             watches: self.book.len(),
             changed: &changed,
         });
+        let flows = new.flows.clone();
         // The config as last read: the next reload compares with it (what
         // needs a restart is compared with `launch`).
         self.config = new;
+        self.set_flows(&flows, now);
     }
 }
 

@@ -385,6 +385,21 @@ impl Scheduler {
         Ok(due.min(latest))
     }
 
+    /// Makes a waiting watch due at `now` (discovery saw it change): it
+    /// keeps its lane; one in flight or already due is left alone.
+    pub fn due_now(&mut self, id: WatchId, now: Instant) {
+        let Some(watch) = self.watches.get_mut(&id) else {
+            return;
+        };
+        if watch.in_flight || watch.at <= now {
+            return;
+        }
+        let waiting = &mut self.regions[watch.region as usize].waiting[watch.lane()];
+        waiting.remove(&(watch.at, id));
+        watch.at = now;
+        waiting.insert((now, id));
+    }
+
     /// Takes a token of `region`'s budget and an in-flight slot for a
     /// request that is not a poll (a failure-details page, issue 9): every
     /// request to a region shares its budget and `max_in_flight`. Polls come

@@ -4,6 +4,7 @@ mod support;
 
 mod daemon_loop;
 mod details;
+mod discovery;
 mod lifecycle;
 mod wire;
 mod cli;
