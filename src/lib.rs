@@ -26,5 +26,6 @@ pub mod daemon; // the loop: wires the stages, owns shutdown and reload
 pub mod run; // process wiring: SDK client, state file, HTTP, signals, file watching
 pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
 pub mod error; // the one error-chain formatter: `what: why: root cause`
+pub mod lock; // the one way to take a std Mutex (poison-tolerant)
 pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
 pub mod demo; // `flowwatch demo`: simulator and daemon in one process

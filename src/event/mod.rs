@@ -4,11 +4,12 @@
 //! JSON line, or one readable text line, on standard output.
 
 pub mod format;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
@@ -19,6 +20,7 @@ use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
 use crate::config::LogSettings;
 use format::LineFormat;
+use text::TextStyle;
 
 /// The target of every contract event, and the prefix `[log] level` applies to.
 pub const TARGET: &str = "flowwatch";
@@ -405,16 +407,23 @@ impl std::fmt::Debug for LevelHandle {
 /// Installs the global subscriber: records to standard output in
 /// `settings.format`, flowwatch's own at `settings.level`, dependencies' at
 /// `warn`. `RUST_LOG` is not read. Fails if a global subscriber is already
-/// set. The handle changes the level later.
+/// set. The handle changes the level later. Text lines are full, with the
+/// level coloured when standard output is a terminal and `NO_COLOR` is
+/// unset or empty.
 pub fn init(settings: &LogSettings) -> Result<LevelHandle, InitError> {
-    let (subscriber, level) = reloadable(settings, io::stdout);
+    init_styled(settings, TextStyle::for_stdout())
+}
+
+/// `init`, with text lines in `style` (the demo's are brief).
+pub fn init_styled(settings: &LogSettings, style: TextStyle) -> Result<LevelHandle, InitError> {
+    let (subscriber, level) = reloadable_styled(settings, io::stdout, style);
     subscriber.try_init().map_err(InitError)?;
     Ok(level)
 }
 
 /// The subscriber `init` installs, writing to `writer` instead of standard
 /// output: for tests, with `tracing::subscriber::with_default` or
-/// `set_default` (see `Capture`).
+/// `set_default`.
 pub fn subscriber<W>(settings: &LogSettings, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -422,10 +431,22 @@ where
     reloadable(settings, writer).0
 }
 
-/// `subscriber`, with a handle that changes its level.
+/// `subscriber`, with a handle that changes its level. Text lines are
+/// full and plain.
 pub fn reloadable<W>(
     settings: &LogSettings,
     writer: W,
+) -> (impl Subscriber + Send + Sync + 'static, LevelHandle)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    reloadable_styled(settings, writer, TextStyle::default())
+}
+
+fn reloadable_styled<W>(
+    settings: &LogSettings,
+    writer: W,
+    style: TextStyle,
 ) -> (impl Subscriber + Send + Sync + 'static, LevelHandle)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -437,7 +458,7 @@ where
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(settings.level));
     let lines = tracing_subscriber::fmt::layer()
-        .event_format(LineFormat::new(settings.format))
+        .event_format(LineFormat::styled(settings.format, style))
         .with_writer(writer);
     let level = LevelHandle(Arc::new(move |level| {
         // Fails only once the subscriber is gone: nothing left to set.
@@ -449,59 +470,12 @@ where
     )
 }
 
-/// An in-memory writer for tests: pass a clone to `subscriber`, then read
-/// what was written.
-#[derive(Debug, Clone, Default)]
-pub struct Capture {
-    buffer: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Capture {
-    pub fn new() -> Self {
-        Capture::default()
-    }
-
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&buffer).into_owned()
-    }
-
-    /// Every line written so far, parsed as JSON (a line that is not JSON
-    /// becomes a JSON string, so a test sees it rather than losing it).
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.text()
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
-            })
-            .collect()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+#[cfg(test)]
+mod capture;
 
 #[cfg(test)]
 mod tests {
+    use super::capture::Capture;
     use super::*;
     use crate::config::LogFormat;
     use serde_json::{Value, json};
@@ -948,7 +922,7 @@ mod tests {
     }
 
     #[test]
-    fn text_format_is_one_line_of_key_value_pairs_with_labels() {
+    fn text_format_is_one_line_leading_with_the_change_then_key_value_pairs() {
         let labels = team_search();
         let capture = captured(settings(LogFormat::Text, Level::INFO), || {
             emit(&Event::Transition {
@@ -970,16 +944,14 @@ mod tests {
         assert!(text.ends_with('\n'), "{text:?}");
         let line = text.trim_end();
         assert!(
-            line.contains(" INFO execution.transition execution changed status "),
+            line.contains(" INFO  run-0001         Running → Succeeded  after 1.5 s, 4 polls  "),
             "{line}"
         );
         for pair in [
             "flow=FLOW123456",
-            "from=Running",
-            "to=Succeeded",
             "terminal=true",
-            "polls=4",
-            "labels.team=search",
+            "execution=run-0001",
+            "team=search",
         ] {
             assert!(line.split(' ').any(|word| word == pair), "{pair} in {line}");
         }

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
 use std::time::Duration;
 
 use axum::Router;
@@ -221,7 +223,7 @@ async fn accept_loop(
         };
         let closed = CancellationToken::new();
         {
-            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut open = lock(&open);
             while open.len() >= limits.max_connections.max(1) {
                 let Some((_, oldest)) = open.pop_first() else {
                     break;
@@ -263,10 +265,7 @@ struct Closing {
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        lock(&self.open).remove(&self.id);
     }
 }
 
