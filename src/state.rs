@@ -50,6 +50,19 @@ pub struct SavedWatch {
     /// (issue 9). Absent (false) in files written before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub details_reported: bool,
+    /// Set for a watch flow discovery added: it is restored as one while
+    /// its `[[watch_flow]]` table is configured (issue 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<SavedDiscovery>,
+}
+
+/// Which `[[watch_flow]]` table found a watch, and when the execution was
+/// created (its seen record once it ends).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SavedDiscovery {
+    /// The table's identity, `region/flow/alias` (`*` for every alias).
+    pub flow_table: String,
+    pub created_unix_ms: u64,
 }
 
 /// Every saved watch, by watch key string.
@@ -494,6 +507,7 @@ mod tests {
             polls,
             watched_since_unix_ms: 1_700_000_000_000 + polls,
             details_reported: false,
+            discovered: None,
         }
     }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{Event, Subject};
 use crate::poll::{NodeError, Observation, Status};
-use crate::state::SavedWatch;
+use crate::state::{SavedDiscovery, SavedWatch};
 
 /// What one successful poll means for the watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub struct Tracker {
     since: SystemTime,
     /// Its failure details were reported (issue 9).
     details_reported: bool,
+    /// Flow discovery added it (issue 9).
+    discovered: Option<SavedDiscovery>,
 }
 
 /// What one observation meant, with everything its events need.
@@ -122,6 +124,7 @@ impl Tracker {
             polls: 0,
             since: now,
             details_reported: false,
+            discovered: None,
         }
     }
 
@@ -135,6 +138,7 @@ impl Tracker {
             polls: saved.polls,
             since: if since <= now { since } else { now },
             details_reported: saved.details_reported,
+            discovered: saved.discovered.clone(),
             ..Tracker::new(arn, key, now)
         }
     }
@@ -187,7 +191,13 @@ impl Tracker {
                 .unwrap_or_default()
                 .as_millis() as u64,
             details_reported: self.details_reported,
+            discovered: self.discovered.clone(),
         }
+    }
+
+    /// Flow discovery added it: `record` says so from now on.
+    pub fn set_discovered(&mut self, discovered: SavedDiscovery) {
+        self.discovered = Some(discovered);
     }
 
     /// Whether its failure details were reported (or found unavailable).

@@ -26,6 +26,8 @@ use crate::poll::{
     ExecutionsPage, ExecutionsRequest, FailureKind, Fetch, Lister, Observation, ReadFailure,
 };
 use crate::schedule;
+use crate::state::SavedDiscovery;
+use crate::watch::ids::ExecutionRef;
 use crate::watch::{Watch, WatchKey};
 
 /// The `source` of every discovered watch.
@@ -342,7 +344,18 @@ impl<F: Fetch + Lister> Daemon<F> {
                             created_at: summary.created_at,
                         },
                     );
-                    self.add(key, watch, now);
+                    self.add(key.clone(), watch, now);
+                    // Saved as discovered: a restart restores it while its
+                    // table is configured.
+                    if let Some(tracked) = self.book.get_mut(&key) {
+                        tracked.tracker.set_discovered(SavedDiscovery {
+                            flow_table: done.table.clone(),
+                            created_unix_ms: unix_ms(summary.created_at),
+                        });
+                        if let Some(state) = &self.edges.state {
+                            state.mark(key.as_str(), tracked.tracker.record());
+                        }
+                    }
                 }
                 Decision::Observe => {
                     let Some(key) = summary
@@ -357,6 +370,51 @@ impl<F: Fetch + Lister> Daemon<F> {
                 }
                 Decision::Ignore(_) => {}
             }
+        }
+    }
+
+    /// Restores the discovered watches the state file holds whose table is
+    /// still configured (call after `set_flows`, before the leftovers of the
+    /// state are forgotten); one that already ended leaves again at once.
+    pub(super) fn restore_discovered(&mut self, now: Instant) {
+        let saved: Vec<(String, SavedDiscovery)> = self
+            .edges
+            .restored
+            .watches
+            .iter()
+            .filter_map(|(name, saved)| Some((name.clone(), saved.discovered.clone()?)))
+            .collect();
+        for (name, discovered) in saved {
+            let Some(table) = self
+                .discovery
+                .tables
+                .iter()
+                .find(|t| t.key == discovered.flow_table)
+            else {
+                continue;
+            };
+            let Ok(target) = ExecutionRef::parse_arn(&name) else {
+                continue;
+            };
+            let watch = Arc::new(Watch {
+                target,
+                labels: table.flow.labels.clone(),
+                source: self.discovery.source.clone(),
+            });
+            let key = watch.key();
+            if key.as_str() != name || self.book.get(&key).is_some() {
+                continue;
+            }
+            self.discovery.found.insert(
+                key.clone(),
+                Discovered {
+                    table: discovered.flow_table.clone(),
+                    created_at: SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_millis(discovered.created_unix_ms),
+                },
+            );
+            self.add(key.clone(), watch, now);
+            self.retire_if_done(&key);
         }
     }
 
@@ -422,6 +480,12 @@ impl<F: Fetch + Lister> Daemon<F> {
             state.forget(key.as_str());
         }
     }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// The watch that names execution `arn`: by its key, or one that learned it.

@@ -159,6 +159,7 @@ impl<F: Fetch + Lister> Daemon<F> {
         }
         let flows = daemon.config.flows.clone();
         daemon.set_flows(&flows, now);
+        daemon.restore_discovered(now);
         // Saved watches the config no longer lists leave the state file.
         if let Some(state) = &daemon.edges.state {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {

@@ -288,3 +288,55 @@ async fn under_a_long_history_discovery_keeps_to_its_share_and_all_requests_to_t
     );
     assert!(busiest <= 22, "{busiest} requests in one second");
 }
+
+#[tokio::test]
+async fn a_discovered_watch_survives_a_restart_through_the_state_file() {
+    // run-long starts after the daemon and ends 5 s in: the first daemon
+    // finds it and stops; the second, started after it (so its default
+    // `since` is later), still watches it to its end.
+    let sim = simulator(
+        "[[execution]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nid = \"run-long\"\n\
+         timeline = [{ at = \"2s\", status = \"Running\" }, { at = \"5s\", status = \"Succeeded\" }]\n",
+    )
+    .await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_path = state_dir.path().join("state.json");
+    let cfg = config(
+        &sim,
+        "list_interval = \"200ms\"",
+        &format!(
+            "[state]\npath = \"{}\"\n\n{}",
+            state_path.display(),
+            flow_table("FLOW123456", "")
+        ),
+    );
+    let first = Spawned::start(flowwatch(&cfg.path, &["run"]));
+    first
+        .wait_for("run-long found", secs(20), |e| {
+            discovered(e).iter().any(|a| a["execution"] == "run-long")
+        })
+        .await;
+    first.signal("TERM");
+    let run = first.wait_exit(secs(10)).await;
+    assert_eq!(run.exit_code, 0, "{}", run.stderr);
+    let saved = std::fs::read_to_string(&state_path).unwrap();
+    assert!(saved.contains("\"discovered\""), "{saved}");
+
+    let second = run_once(&cfg.path).await;
+    assert_eq!(second.exit_code, 0, "{}\n{}", second.events, second.stderr);
+    assert_eq!(
+        second
+            .events
+            .transitions_of("run-long")
+            .last()
+            .map(String::as_str),
+        Some("Succeeded"),
+        "{}",
+        second.events
+    );
+    let restored = discovered(&second.events);
+    assert_eq!(restored.len(), 1, "restored once: {}", second.events);
+    // Ended and out: it leaves the state file.
+    let saved = std::fs::read_to_string(&state_path).unwrap();
+    assert!(!saved.contains("run-long"), "{saved}");
+}
