@@ -27,7 +27,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use flowwatch::daemon::{Daemon, Edges};
-use flowwatch::poll::{Fetch, PollOutcome, SdkFetcher, Target};
+use flowwatch::poll::{
+    EventsPage, EventsRequest, ExecutionsPage, ExecutionsRequest, Fetch, Lister, PollOutcome,
+    ReadFailure, SdkFetcher, Target,
+};
 use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
 use flowwatch::service::notify::Notifier;
@@ -62,6 +65,20 @@ impl Fetch for Counted {
             self.observed.fetch_add(1, Ordering::Relaxed);
         }
         outcome
+    }
+}
+
+/// Listing reads pass through uncounted (the bench measures polls).
+impl Lister for Counted {
+    async fn list_executions(
+        &self,
+        request: &ExecutionsRequest,
+    ) -> Result<ExecutionsPage, ReadFailure> {
+        self.inner.list_executions(request).await
+    }
+
+    async fn list_events(&self, request: &EventsRequest) -> Result<EventsPage, ReadFailure> {
+        self.inner.list_events(request).await
     }
 }
 

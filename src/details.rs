@@ -4,7 +4,7 @@
 //! retryable failures, the page cap, and how it ends: exactly once. Nothing
 //! here sleeps or does I/O; the caller passes `now`, sends the request (after
 //! a region budget token, and only once the terminal transition is out) and
-//! emits each page's failure events itself. Building blocks; wiring pending.
+//! emits each page's failure events itself (`daemon/details.rs`).
 //!
 //! ```text
 //! take_request(now) -> DetailsRequest --(daemon: budget, Lister)--> on_page / on_failure

@@ -15,11 +15,11 @@
 pub mod cli; // the command line: clap's types and the config path rule
 pub mod config; // the TOML file and its includes, validated into `Config`
 pub mod watch; // `WatchSet`: what to watch, identity, dedup, diff on reload
-pub mod discover; // pure: flow discovery walks and the seen records (issue 9; wiring pending)
+pub mod discover; // pure: flow discovery walks and the seen records (issue 9; run by daemon/discovery.rs)
 pub mod schedule; // pure: who is due, the per-region rate budget, backoff
 pub mod poll; // one GetFlowExecution call and its classification into `PollOutcome`
 pub mod transition; // pure: a watch's memory + an observation -> what to report
-pub mod details; // pure: the failure-details fetch plan per ended execution (issue 9; wiring pending)
+pub mod details; // pure: the failure-details fetch plan per ended execution (issue 9; run by daemon/details.rs)
 pub mod event; // the contract's event vocabulary and the formatter that writes it
 pub mod state; // last-seen statuses on disk, across restarts
 pub mod daemon; // the loop: wires the stages, owns shutdown and reload

@@ -47,6 +47,24 @@ pub struct SavedWatch {
     /// When the daemon first started watching it, in ms since the Unix epoch
     /// (for `watched_ms` and `max_watch` across restarts).
     pub watched_since_unix_ms: u64,
+    /// The failure details of this ended execution were reported (or found
+    /// unavailable): a restart neither fetches nor emits them again
+    /// (issue 9). Absent (false) in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub details_reported: bool,
+    /// Set for a watch flow discovery added: it is restored as one while
+    /// its `[[watch_flow]]` table is configured (issue 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<SavedDiscovery>,
+}
+
+/// Which `[[watch_flow]]` table found a watch, and when the execution was
+/// created (its seen record once it ends).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SavedDiscovery {
+    /// The table's identity, `region/flow/alias` (`*` for every alias).
+    pub flow_table: String,
+    pub created_unix_ms: u64,
 }
 
 /// Every saved watch, by watch key string.
@@ -520,7 +538,22 @@ mod tests {
             terminal: matches!(status, "Succeeded" | "Failed" | "TimedOut" | "Aborted"),
             polls,
             watched_since_unix_ms: 1_700_000_000_000 + polls,
+            details_reported: false,
+            discovered: None,
         }
+    }
+
+    #[test]
+    fn details_reported_is_written_only_when_true_and_read_back() {
+        let reported = SavedWatch {
+            details_reported: true,
+            ..saved("Failed", 3)
+        };
+        let text = serde_json::to_string(&saved("Failed", 3)).unwrap();
+        assert!(!text.contains("details_reported"), "{text}");
+        let text = serde_json::to_string(&reported).unwrap();
+        let back: SavedWatch = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, reported);
     }
 
     fn snapshot(entries: &[(&str, SavedWatch)]) -> Snapshot {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{Event, Subject};
 use crate::poll::{NodeError, Observation, Status};
-use crate::state::SavedWatch;
+use crate::state::{SavedDiscovery, SavedWatch};
 
 /// What one successful poll means for the watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,10 @@ pub struct Tracker {
     /// When watching began, for `watched_ms` and `max_watch` (restored
     /// watches started earlier).
     since: SystemTime,
+    /// Its failure details were reported (issue 9).
+    details_reported: bool,
+    /// Flow discovery added it (issue 9).
+    discovered: Option<SavedDiscovery>,
 }
 
 /// What one observation meant, with everything its events need.
@@ -119,6 +123,8 @@ impl Tracker {
             last: None,
             polls: 0,
             since: now,
+            details_reported: false,
+            discovered: None,
         }
     }
 
@@ -131,6 +137,8 @@ impl Tracker {
             last: (!saved.status.is_empty()).then(|| Status::parse(&saved.status)),
             polls: saved.polls,
             since: if since <= now { since } else { now },
+            details_reported: saved.details_reported,
+            discovered: saved.discovered.clone(),
             ..Tracker::new(arn, key, now)
         }
     }
@@ -182,7 +190,24 @@ impl Tracker {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis() as u64,
+            details_reported: self.details_reported,
+            discovered: self.discovered.clone(),
         }
+    }
+
+    /// Flow discovery added it: `record` says so from now on.
+    pub fn set_discovered(&mut self, discovered: SavedDiscovery) {
+        self.discovered = Some(discovered);
+    }
+
+    /// Whether its failure details were reported (or found unavailable).
+    pub fn details_reported(&self) -> bool {
+        self.details_reported
+    }
+
+    /// Its failure details are out: `record` says so from now on.
+    pub fn report_details(&mut self) {
+        self.details_reported = true;
     }
 
     /// Takes in one successful poll's answer at wall-clock `now`.

@@ -7,6 +7,7 @@
 //! `error` says where a problem is.
 
 mod error;
+mod flows;
 mod include;
 pub mod raw;
 mod settings;
@@ -20,6 +21,7 @@ use error::{Source, read};
 use raw::RawMain;
 
 pub use error::ConfigError;
+pub use flows::{FlowWatch, Since};
 pub use settings::{
     AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, StateSettings,
 };
@@ -45,6 +47,9 @@ pub struct Config {
     pub include: Vec<String>,
     /// Every watch of every file, deduplicated.
     pub watches: WatchSet,
+    /// The `[[watch_flow]]` tables of the main file (issue 9), one per
+    /// (region, flow, alias); discovery adds their executions as watches.
+    pub flows: Vec<FlowWatch>,
     /// The main file first, then each included file in sorted order.
     pub files: Vec<FileSummary>,
 }
@@ -105,9 +110,12 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    let flows = flows::flow_watches(&main, &raw.watch_flow, region)?;
+
     // With an include, an empty list is fine: a sidecar's watch folder starts empty.
-    // So with [http]: watches may all come over the API (issue 10).
-    if watches.is_empty() && include.is_empty() && http.is_none() {
+    // So with [http] (watches may all come over the API, issue 10) and with
+    // [[watch_flow]] tables (discovery finds them, issue 9).
+    if watches.is_empty() && include.is_empty() && http.is_none() && flows.is_empty() {
         return Err(ConfigError::File {
             file: path.to_path_buf(),
             problem: "no watches: add [[watch]] tables or an include".to_string(),
@@ -123,6 +131,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         http,
         include,
         watches,
+        flows,
         files,
     })
 }
@@ -149,6 +158,12 @@ impl Config {
             })
             .collect();
         let mut total = format!("ok: {}", count(self.watches.len(), "watch", "watches"));
+        if !self.flows.is_empty() {
+            total += &format!(
+                " and {} discovered",
+                count(self.flows.len(), "flow", "flows")
+            );
+        }
         let merged = self.watches.merged();
         if merged > 0 {
             total += &format!(" ({} merged)", count(merged, "duplicate", "duplicates"));
@@ -234,7 +249,8 @@ mod tests {
             dir.error(&text),
             "{main}:7:1: poll.intreval_max: unknown key, expected one of `interval_initial`, \
              `interval_max`, `multiplier`, `jitter`, `rate_limit`, `max_in_flight`, \
-             `request_timeout`, `max_watch`, `not_found_grace`, `include`"
+             `request_timeout`, `max_watch`, `not_found_grace`, `failure_details`, \
+             `failure_details_max_pages`, `discovery_share`, `list_interval`, `include`"
         );
     }
 

@@ -27,6 +27,19 @@ pub struct RawMain {
     pub include: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub watch: Vec<Spanned<RawWatch>>,
+    #[serde(default)]
+    pub watch_flow: Vec<Spanned<RawWatchFlow>>,
+}
+
+/// One `[[watch_flow]]` table (issue 9): discover the executions of a flow.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatchFlow {
+    pub flow: Option<Spanned<String>>,
+    pub alias: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub since: Option<Spanned<String>>,
+    pub labels: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 /// An included file: it may hold `[[watch]]` tables only.
@@ -61,6 +74,10 @@ pub struct RawPoll {
     pub request_timeout: Option<Spanned<String>>,
     pub max_watch: Option<Spanned<String>>,
     pub not_found_grace: Option<Spanned<String>>,
+    pub failure_details: Option<Spanned<bool>>,
+    pub failure_details_max_pages: Option<Spanned<i64>>,
+    pub discovery_share: Option<Spanned<f64>>,
+    pub list_interval: Option<Spanned<String>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

@@ -34,6 +34,16 @@ pub struct PollSettings {
     /// abandoned (eventual consistency right after StartFlowExecution).
     /// flowwatch's own addition to the contract's `[poll]` keys; default 30s.
     pub not_found_grace: Duration,
+    /// Fetch the failure events of executions that end `Failed`,
+    /// `TimedOut` or `Aborted` (issue 9); default true.
+    pub failure_details: bool,
+    /// ListFlowExecutionEvents pages per execution, both kinds; default 20.
+    pub failure_details_max_pages: u32,
+    /// The share of a region's rate all `[[watch_flow]]` walks may use
+    /// together, above 0 and at most 1; default 0.25.
+    pub discovery_share: f64,
+    /// How often a walk starts when it is cheap; default 30s.
+    pub list_interval: Duration,
 }
 
 impl Default for PollSettings {
@@ -48,6 +58,10 @@ impl Default for PollSettings {
             request_timeout: Duration::from_secs(10),
             max_watch: Duration::from_secs(25 * 3600),
             not_found_grace: Duration::from_secs(30),
+            failure_details: true,
+            failure_details_max_pages: crate::details::MAX_PAGES,
+            discovery_share: crate::discover::DISCOVERY_SHARE,
+            list_interval: crate::discover::LIST_INTERVAL,
         }
     }
 }
@@ -131,6 +145,8 @@ const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 const MAX_IN_FLIGHT: i64 = 65_536;
 /// Largest `[http]` limit accepted: far beyond what one process serves.
 const MAX_COUNT: i64 = 10_000_000;
+/// `failure_details_max_pages` at most: 10 events a page, 10,000 events.
+const MAX_DETAILS_PAGES: u32 = 1000;
 
 pub(super) fn aws_settings(
     src: &Source<'_>,
@@ -223,6 +239,22 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             }
         },
     };
+    let failure_details_max_pages = match &raw.failure_details_max_pages {
+        None => d.failure_details_max_pages,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_DETAILS_PAGES).contains(&v) => v,
+            _ => {
+                return Err(src.invalid(
+                    n.span(),
+                    "poll.failure_details_max_pages",
+                    format!(
+                        "must be between 1 and {MAX_DETAILS_PAGES}, not {}",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        },
+    };
     Ok(PollSettings {
         interval_initial,
         interval_max,
@@ -242,6 +274,28 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             &raw.not_found_grace,
             "poll.not_found_grace",
             d.not_found_grace,
+        )?,
+        failure_details: raw
+            .failure_details
+            .as_ref()
+            .map_or(d.failure_details, |v| *v.get_ref()),
+        failure_details_max_pages,
+        discovery_share: number(
+            src,
+            &raw.discovery_share,
+            "poll.discovery_share",
+            d.discovery_share,
+            |x| {
+                (x > 0.0 && x <= 1.0)
+                    .then_some(())
+                    .ok_or("must be above 0.0 and at most 1.0")
+            },
+        )?,
+        list_interval: duration(
+            src,
+            &raw.list_interval,
+            "poll.list_interval",
+            d.list_interval,
         )?,
     })
 }
@@ -514,6 +568,58 @@ mod tests {
         assert_eq!(
             dir.error(&text),
             "{main}:2:17: poll.max_in_flight: must be between 1 and 65536, not 0"
+        );
+    }
+
+    #[test]
+    fn failure_details_default_on_with_twenty_pages_and_can_be_turned_off() {
+        let dir = Dir::new();
+        let poll = dir.load(ONE_WATCH).unwrap().poll;
+        assert_eq!(
+            (poll.failure_details, poll.failure_details_max_pages),
+            (true, 20)
+        );
+        let text =
+            format!("[poll]\nfailure_details = false\nfailure_details_max_pages = 3\n{ONE_WATCH}");
+        let poll = dir.load(&text).unwrap().poll;
+        assert_eq!(
+            (poll.failure_details, poll.failure_details_max_pages),
+            (false, 3)
+        );
+    }
+
+    #[test]
+    fn failure_details_keys_are_validated_at_their_value() {
+        let dir = Dir::new();
+        let text = format!("[poll]\nfailure_details_max_pages = 0\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:29: poll.failure_details_max_pages: must be between 1 and 1000, not 0"
+        );
+        let text = format!("[poll]\nfailure_details = \"yes\"\n{ONE_WATCH}");
+        assert!(
+            dir.error(&text)
+                .starts_with("{main}:2:19: poll.failure_details: invalid type: string"),
+            "{}",
+            dir.error(&text)
+        );
+    }
+
+    #[test]
+    fn discovery_share_and_list_interval_default_and_are_validated() {
+        let dir = Dir::new();
+        let poll = dir.load(ONE_WATCH).unwrap().poll;
+        assert_eq!(poll.discovery_share, 0.25);
+        assert_eq!(poll.list_interval, Duration::from_secs(30));
+        let text = format!("[poll]\ndiscovery_share = 1.5\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:19: poll.discovery_share: must be above 0.0 and at most 1.0, not 1.5"
+        );
+        let text = format!("[poll]\nlist_interval = \"0s\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:17: poll.list_interval: must be longer than zero"
         );
     }
 

@@ -10,12 +10,12 @@ use tokio::time::Instant;
 use super::book::Ending;
 use super::{Daemon, Done, Panicked};
 use crate::event::{self, Event};
-use crate::poll::{Fetch, Observation, PollOutcome};
+use crate::poll::{Fetch, Lister, Observation, PollOutcome};
 use crate::schedule::{self, Next};
 use crate::transition::Observed;
 use crate::watch::WatchKey;
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Records one finished poll: transition detection, scheduling, events.
     pub(super) fn finish(&mut self, done: Done, now: Instant) {
         let Done {
@@ -74,6 +74,11 @@ impl<F: Fetch> Daemon<F> {
         };
         let next = self.scheduler.record(id, &decided, now);
         self.after(&key, &outcome, next, now);
+        if decided == schedule::Outcome::Terminal {
+            // The terminal transition is out: its details may follow.
+            self.want_details(&key, now);
+        }
+        self.retire_if_done(&key);
     }
 
     /// Acts on the scheduler's decision for a finished poll: the watch ends,
@@ -163,7 +168,11 @@ impl<F: Fetch> Daemon<F> {
     /// saves the state record, and says what the scheduler should make of
     /// it. `None` when the answer revealed that another watch already names
     /// this execution: this one merged into it (issue 7.1).
-    fn observe(&mut self, key: &WatchKey, observation: &Observation) -> Option<schedule::Outcome> {
+    pub(super) fn observe(
+        &mut self,
+        key: &WatchKey,
+        observation: &Observation,
+    ) -> Option<schedule::Outcome> {
         let tracked = self.book.get(key).expect("polled watches are tracked");
         if let Some(arn) = tracked.tracker.would_learn(observation) {
             if let Some(keeper) = self.book.holder_of(arn, key) {

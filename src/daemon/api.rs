@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::book::{Ending, Tracked};
 use super::{Daemon, Done};
-use crate::poll::{Fetch, Status};
+use crate::poll::{Fetch, Lister, Status};
 use crate::state::SavedApiWatch;
 use crate::watch::request::{API_SOURCE, FieldError, WatchRequest};
 use crate::watch::{WatchKey, ids::ExecutionRef};
@@ -205,7 +205,7 @@ fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Takes API requests from `inbox` while the loop runs.
     pub fn with_api(mut self, inbox: ApiInbox) -> Self {
         self.api.attach(inbox);

@@ -100,9 +100,24 @@ pub(super) struct Book {
     /// Config keys found to name the execution another watch watches
     /// (issue 7.1): alias -> the watch that goes on for both.
     aliases: HashMap<WatchKey, WatchKey>,
+    /// Discovered watches that ended and left memory (issue 9): still
+    /// counted for the verdict and the status line.
+    retired: Counts,
 }
 
 impl Book {
+    /// Forgets an ended watch but keeps counting how it ended.
+    pub fn retire(&mut self, key: &WatchKey) -> Option<Tracked> {
+        let tracked = self.remove(key)?;
+        match tracked.ended {
+            Some(Ending::Succeeded) => self.retired.succeeded += 1,
+            Some(Ending::Failed) => self.retired.failed += 1,
+            Some(Ending::Abandoned(_)) => self.retired.abandoned += 1,
+            None => {}
+        }
+        Some(tracked)
+    }
+
     /// Tracks a watch; a tracker restored with a terminal status is ended
     /// at once (it is neither re-polled nor re-emitted, issue 4).
     pub fn add(&mut self, tracked: Tracked) -> &mut Tracked {
@@ -255,7 +270,7 @@ impl Book {
     }
 
     pub fn counts(&self) -> Counts {
-        let mut counts = Counts::default();
+        let mut counts = self.retired;
         for tracked in self.tracked.values() {
             match tracked.ended {
                 Some(Ending::Succeeded) => counts.succeeded += 1,

@@ -6,11 +6,14 @@
 //! writes, metrics, and the `--once` verdict. Every decision is made by the
 //! pure stages (`schedule`, `transition`); this module only moves data
 //! between them and the edges. `book.rs` keeps the watches, `answer.rs`
-//! acts on a finished poll, `reload.rs` applies a new config.
+//! acts on a finished poll, `reload.rs` applies a new config, `details.rs`
+//! fetches the failure details of executions that ended failing (issue 9).
 
 mod answer;
 pub mod api;
 mod book;
+mod details;
+mod discovery;
 mod reload;
 
 use std::collections::HashMap;
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::event::{self, Event, LevelHandle};
-use crate::poll::{FailureKind, Fetch, PollOutcome, Target};
+use crate::poll::{FailureKind, Fetch, Lister, PollOutcome, Target};
 use crate::schedule::{Scheduler, WatchId};
 use crate::service::files::FileWatcher;
 use crate::service::http::Health;
@@ -36,6 +39,8 @@ use crate::watch::{Watch, WatchKey, WatchSet};
 
 use book::{Book, Tracked};
 pub use book::{Report, Verdict, WatchReport};
+use details::Details;
+use discovery::Discovery;
 use reload::Launch;
 pub use reload::Reload;
 
@@ -96,13 +101,17 @@ struct Panicked {
     message: String,
 }
 
-pub struct Daemon<F: Fetch> {
+pub struct Daemon<F: Fetch + Lister> {
     fetch: F,
     config: Config,
     scheduler: Scheduler,
     /// Every watch of the current config, polled or ended.
     book: Book,
     in_flight: JoinSet<Done>,
+    /// Failure-details fetches and their requests in flight (issue 9).
+    details: Details,
+    /// `[[watch_flow]]` walks and the watches they found (issue 9).
+    discovery: Discovery,
     /// Which watch each running poll task is for, so a task that panics
     /// still frees its watch's slot.
     tasks: HashMap<task::Id, WatchId>,
@@ -121,7 +130,7 @@ pub struct Daemon<F: Fetch> {
     api: api::Room,
 }
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Builds the loop's state and starts every watch of `config` (terminal
     /// ones restored from state are counted, not polled).
     pub fn new(config: Config, fetch: F, edges: Edges, now: Instant) -> Result<Self, DaemonError> {
@@ -130,6 +139,8 @@ impl<F: Fetch> Daemon<F> {
             scheduler: Scheduler::new(&config.poll),
             book: Book::default(),
             in_flight: JoinSet::new(),
+            details: Details::default(),
+            discovery: Discovery::new(SystemTime::now()),
             tasks: HashMap::new(),
             launch: Launch::of(&config),
             log_level: None,
@@ -151,6 +162,9 @@ impl<F: Fetch> Daemon<F> {
             daemon.add(key.clone(), watch.clone(), now);
         }
         daemon.restore_api(now);
+        let flows = daemon.config.flows.clone();
+        daemon.set_flows(&flows, now);
+        daemon.restore_discovered(now);
         // Saved watches the config no longer lists leave the state file.
         if let Some(state) = &daemon.edges.state {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
@@ -189,7 +203,10 @@ impl<F: Fetch> Daemon<F> {
             if self.edges.once && self.is_finished() {
                 break;
             }
-            let wakeup = self.scheduler.next_wakeup();
+            let wakeup = earliest(
+                earliest(self.scheduler.next_wakeup(), self.details_wakeup()),
+                self.discovery_wakeup(),
+            );
             // Biased, in this order: a stop first; the heartbeat before the
             // busy branches so a flood of completions cannot starve the
             // watchdog; reloads before polls.
@@ -204,6 +221,16 @@ impl<F: Fetch> Daemon<F> {
                 Some(joined) = self.in_flight.join_next_with_id() => {
                     let now = Instant::now();
                     self.joined_noting(joined, now);
+                    self.start_ready(now);
+                }
+                Some(joined) = self.details.tasks.join_next_with_id() => {
+                    let now = Instant::now();
+                    self.details_joined(joined, now);
+                    self.start_ready(now);
+                }
+                Some(joined) = self.discovery.tasks.join_next_with_id() => {
+                    let now = Instant::now();
+                    self.list_joined(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -230,11 +257,16 @@ impl<F: Fetch> Daemon<F> {
 
     fn report_status(&self) {
         let counts = self.book.counts();
-        self.edges.notifier.status(&notify::status_line(
+        let mut line = notify::status_line(
             self.scheduler.len(),
             counts.succeeded + counts.failed,
             self.throttled,
-        ));
+        );
+        if let Some(walk) = self.discovery.longest_walk() {
+            // How long one discovery walk takes (issue 9).
+            line += &format!(", walk {:.1}s", walk.as_secs_f64());
+        }
+        self.edges.notifier.status(&line);
         self.edges.metrics.set_watches(&self.book.by_status());
         for (region, rate) in self.scheduler.rates() {
             self.edges.metrics.set_rate(region, rate);
@@ -242,7 +274,10 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn is_finished(&self) -> bool {
-        self.scheduler.is_empty() && self.in_flight.is_empty()
+        self.scheduler.is_empty()
+            && self.in_flight.is_empty()
+            && self.details.is_idle()
+            && self.discovery.is_idle()
     }
 
     /// Every watch needs a region before any request is sent. Watches left
@@ -313,6 +348,8 @@ impl<F: Fetch> Daemon<F> {
             ended: None,
         });
         if tracked.ended.is_some() {
+            // Ended before a restart: its details, if not yet reported.
+            self.want_details(&key, now);
             return;
         }
         let watched_for = tracked.tracker.watched_for(wall_now);
@@ -325,6 +362,7 @@ impl<F: Fetch> Daemon<F> {
     }
 
     fn remove(&mut self, key: &WatchKey) {
+        self.details.drop_watch(key);
         if let Some(tracked) = self.book.remove(key) {
             if let Some(id) = tracked.id {
                 self.scheduler.remove(id);
@@ -338,8 +376,12 @@ impl<F: Fetch> Daemon<F> {
         }
     }
 
-    /// Starts every poll the scheduler allows now.
+    /// Starts the discovery pages that are due (they pace themselves to
+    /// `discovery_share` of the rate, so polls keep the rest), then every
+    /// poll the scheduler allows now, then the failure-details requests the
+    /// budget has room for.
     fn start_ready(&mut self, now: Instant) {
+        self.start_walks(now);
         while let Some(id) = self.scheduler.take_ready(now) {
             let tracked = self
                 .book
@@ -373,6 +415,7 @@ impl<F: Fetch> Daemon<F> {
             });
             self.tasks.insert(task.id(), id);
         }
+        self.start_details(now);
     }
 
     /// How long one poll may take, fixed when it starts (a reload leaves
@@ -423,6 +466,8 @@ impl<F: Fetch> Daemon<F> {
         event::emit(&Event::Stopping {
             watches_left: self.scheduler.len(),
         });
+        self.details.abort();
+        self.discovery.abort();
         self.edges.notifier.stopping();
         let grace_ends = Instant::now() + SHUTDOWN_GRACE;
         let hurry = self.hurry.clone();
@@ -479,6 +524,13 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
             Ok(text) => (*text).to_string(),
             Err(_) => "a poll task panicked".to_string(),
         },
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

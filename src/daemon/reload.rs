@@ -15,7 +15,7 @@ use super::{Daemon, DaemonError};
 use crate::config::{self, AwsSettings, Config, HttpSettings, LogFormat, StateSettings};
 use crate::error::error_chain;
 use crate::event::{self, Event};
-use crate::poll::Fetch;
+use crate::poll::{Fetch, Lister};
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,14 @@ pub(super) fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> 
         "poll.not_found_grace",
         a.not_found_grace != b.not_found_grace,
     );
+    differs(
+        "poll.failure_details",
+        a.failure_details != b.failure_details,
+    );
+    differs(
+        "poll.failure_details_max_pages",
+        a.failure_details_max_pages != b.failure_details_max_pages,
+    );
     differs("log.format", old.log.format != new.log.format);
     differs("log.level", old.log.level != new.log.level);
     differs("state.path", old.state != new.state);
@@ -111,7 +119,7 @@ pub(super) fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> 
     keys
 }
 
-impl<F: Fetch> Daemon<F> {
+impl<F: Fetch + Lister> Daemon<F> {
     /// Re-reads the config and applies the new watch set; a bad config keeps
     /// the old one in force. A file change that reads the same as the last
     /// attempt (the echo of an edit already reloaded by SIGHUP, or an
@@ -235,9 +243,11 @@ impl<F: Fetch> Daemon<F> {
             watches: self.book.len(),
             changed: &changed,
         });
+        let flows = new.flows.clone();
         // The config as last read: the next reload compares with it (what
         // needs a restart is compared with `launch`).
         self.config = new;
+        self.set_flows(&flows, now);
     }
 }
 

@@ -2,7 +2,7 @@
 //! table plans its `ListFlowExecutions` pages and decides what each listed
 //! summary means. Nothing here sleeps, spawns or does I/O: the caller passes
 //! `now` (and the wall clock where creation times are compared) and acts on
-//! what comes back. Building blocks; wiring into the daemon is pending.
+//! what comes back. The daemon runs it in `daemon/discovery.rs`.
 //!
 //! ```text
 //! take_page(now) -> PageRequest --(daemon: budget token, Lister)--> on_page / on_failure

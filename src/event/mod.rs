@@ -71,6 +71,29 @@ pub enum Event<'a> {
         error_message: &'a str,
         node: Option<&'a str>,
     },
+    /// `execution.node_failure` (WARN): one per node failure event of an
+    /// execution that ended `Failed`, `TimedOut` or `Aborted` (issue 9).
+    NodeFailure {
+        subject: Subject<'a>,
+        node: &'a str,
+        error_code: &'a str,
+        error_message: &'a str,
+        /// RFC 3339, UTC; absent when the event had no timestamp.
+        event_time: Option<&'a str>,
+    },
+    /// `execution.flow_failure` (WARN): one per flow failure event.
+    FlowFailure {
+        subject: Subject<'a>,
+        error_code: &'a str,
+        error_message: &'a str,
+        event_time: Option<&'a str>,
+    },
+    /// `execution.details_unavailable` (WARN): the failure details could not
+    /// be fetched (`access_denied`, `invalid`, `retries_exhausted`); once.
+    DetailsUnavailable {
+        subject: Subject<'a>,
+        reason: &'a str,
+    },
     /// `execution.stale` (WARN): a response disagreed with a terminal status
     /// already seen; never a transition.
     StaleStatus {
@@ -205,6 +228,43 @@ pub fn emit(event: &Event<'_>) {
             error_message,
             node,
             "execution reported an error"
+        ),
+        Event::NodeFailure {
+            subject,
+            node,
+            error_code,
+            error_message,
+            event_time,
+        } => about!(
+            warn,
+            subject,
+            event = "execution.node_failure",
+            node,
+            error_code,
+            error_message,
+            event_time,
+            "a node of the execution failed"
+        ),
+        Event::FlowFailure {
+            subject,
+            error_code,
+            error_message,
+            event_time,
+        } => about!(
+            warn,
+            subject,
+            event = "execution.flow_failure",
+            error_code,
+            error_message,
+            event_time,
+            "the execution failed"
+        ),
+        Event::DetailsUnavailable { subject, reason } => about!(
+            warn,
+            subject,
+            event = "execution.details_unavailable",
+            reason,
+            "failure details unavailable"
         ),
         Event::StaleStatus {
             subject,
@@ -648,6 +708,56 @@ mod tests {
             node: None,
         });
         assert_keys(&line, &[&SUBJECT, &["error", "error_message"]]);
+    }
+
+    #[test]
+    fn a_node_failure_is_a_warning_with_its_node_code_message_and_time() {
+        let labels = team_search();
+        let line = line_of(&Event::NodeFailure {
+            subject: subject(&labels),
+            node: "Prompt_1",
+            error_code: "BAD_GATEWAY",
+            error_message: "model unavailable",
+            event_time: Some("2026-11-25T10:10:40.000Z"),
+        });
+        assert_header(&line, "execution.node_failure", "WARN");
+        assert_keys(
+            &line,
+            &[
+                &SUBJECT,
+                &["node", "error_code", "error_message", "event_time"],
+            ],
+        );
+        assert_subject(&line);
+        assert_eq!(line["node"], "Prompt_1");
+        assert_eq!(line["error_code"], "BAD_GATEWAY");
+        assert_eq!(line["event_time"], "2026-11-25T10:10:40.000Z");
+    }
+
+    #[test]
+    fn a_flow_failure_is_a_warning_without_a_node() {
+        let labels = team_search();
+        let line = line_of(&Event::FlowFailure {
+            subject: subject(&labels),
+            error_code: "NODE_EXECUTION_FAILED",
+            error_message: "a node failed",
+            event_time: None,
+        });
+        assert_header(&line, "execution.flow_failure", "WARN");
+        assert_keys(&line, &[&SUBJECT, &["error_code", "error_message"]]);
+        assert_eq!(line["error_code"], "NODE_EXECUTION_FAILED");
+    }
+
+    #[test]
+    fn unavailable_details_are_a_warning_with_the_reason() {
+        let labels = team_search();
+        let line = line_of(&Event::DetailsUnavailable {
+            subject: subject(&labels),
+            reason: "access_denied",
+        });
+        assert_header(&line, "execution.details_unavailable", "WARN");
+        assert_keys(&line, &[&SUBJECT, &["reason"]]);
+        assert_eq!(line["reason"], "access_denied");
     }
 
     #[test]

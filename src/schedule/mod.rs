@@ -405,6 +405,72 @@ impl Scheduler {
         Ok((place.map_or(due, |place| place.min(due)), due))
     }
 
+    /// Makes a waiting watch due at `now` (discovery saw it change): it
+    /// keeps its lane; one in flight or already due is left alone.
+    pub fn due_now(&mut self, id: WatchId, now: Instant) {
+        let Some(watch) = self.watches.get_mut(&id) else {
+            return;
+        };
+        if watch.in_flight || watch.at <= now {
+            return;
+        }
+        let queue = &mut self.regions[watch.region as usize].queue;
+        queue.remove(watch.entry(id));
+        let place = watch.place().min(now);
+        watch.at = now;
+        watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
+        queue.push(watch.entry(id));
+    }
+
+    /// Takes a token of `region`'s budget and an in-flight slot for a
+    /// request that is not a poll (a failure-details page, issue 9): every
+    /// request to a region shares its budget and `max_in_flight`. Polls come
+    /// first: the caller asks only after `take_ready` said `None`. `Err`
+    /// says when to ask again: `None` at `max_in_flight` (when one ends).
+    pub fn take_token(&mut self, region: &str, now: Instant) -> Result<(), Option<Instant>> {
+        if self.in_flight >= self.max_in_flight {
+            return Err(None);
+        }
+        let index = self.region(region, now) as usize;
+        let budget = &mut self.regions[index].budget;
+        if budget.ready_at() > now {
+            return Err(Some(budget.ready_at()));
+        }
+        budget.take(now);
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// The earliest instant at or after `due` that `take_token` could
+    /// succeed for `region`; `None` at `max_in_flight`.
+    pub fn token_wakeup(&self, region: &str, due: Instant) -> Option<Instant> {
+        if self.in_flight >= self.max_in_flight {
+            return None;
+        }
+        Some(match self.region_index.get(region) {
+            Some(&i) => due.max(self.regions[i as usize].budget.ready_at()),
+            None => due,
+        })
+    }
+
+    /// Frees the slot of a `take_token` request sent at `sent_at`; its
+    /// answer teaches the region's budget as a poll's would (`Throttled`
+    /// lowers the rate, `Failed` says nothing, anything else is a success).
+    pub fn token_done(&mut self, region: &str, answer: &Outcome, sent_at: Instant, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(&index) = self.region_index.get(region) else {
+            return;
+        };
+        let budget = &mut self.regions[index as usize].budget;
+        match answer {
+            Outcome::Throttled { .. } => {
+                budget.on_throttled(sent_at, now);
+            }
+            Outcome::Failed { .. } => {}
+            _ => budget.on_success(sent_at, now),
+        }
+    }
+
     /// The current adapted rate of a region, requests per second (the
     /// `rate_limit` field of `poll.throttled`); `rate_limit` for a region
     /// with no watch yet.

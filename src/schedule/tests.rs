@@ -24,6 +24,7 @@ fn policy() -> PollSettings {
         request_timeout: secs(10),
         max_watch: secs(25 * 3600),
         not_found_grace: secs(30),
+        ..PollSettings::default()
     }
 }
 
@@ -984,4 +985,70 @@ fn a_new_policy_lowers_the_rate_and_moves_deadlines_at_once() {
         s.record(id, &Outcome::Unchanged, later),
         Next::Abandon(Reason::MaxWatch)
     );
+}
+
+#[test]
+fn other_requests_share_the_region_budget_and_the_in_flight_cap() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&PollSettings {
+        rate_limit: 1.0,
+        max_in_flight: 2,
+        ..policy()
+    });
+    let id = s.insert("us-east-1", t0, Duration::ZERO);
+    // The burst is small: drain it with polls and tokens alike.
+    let mut granted = 0;
+    while s.take_token("us-east-1", t0).is_ok() {
+        granted += 1;
+        s.token_done("us-east-1", &Outcome::Unchanged, t0, t0);
+    }
+    assert!(granted >= 1, "a fresh budget grants a token");
+    assert_eq!(s.take_ready(t0), None, "the tokens spent the poll's budget");
+    let Err(Some(ready)) = s.take_token("us-east-1", t0) else {
+        panic!("an empty budget says when to come back");
+    };
+    assert_eq!(s.token_wakeup("us-east-1", t0), Some(ready));
+    assert_eq!(s.take_ready(ready), Some(id));
+    let t1 = ready + Duration::from_secs(5);
+    assert_eq!(s.take_token("us-east-1", t1), Ok(()));
+    assert_eq!(s.in_flight(), 2);
+    assert_eq!(
+        s.take_token("eu-west-1", t1),
+        Err(None),
+        "max_in_flight holds"
+    );
+    assert_eq!(s.token_wakeup("eu-west-1", t1), None);
+    s.token_done("us-east-1", &Outcome::Unchanged, t1, t1);
+    assert_eq!(s.in_flight(), 1);
+}
+
+#[test]
+fn a_throttled_token_lowers_the_shared_rate() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&PollSettings {
+        rate_limit: 10.0,
+        ..policy()
+    });
+    assert_eq!(s.take_token("us-east-1", t0), Ok(()));
+    let throttled = Outcome::Throttled { retry_after: None };
+    s.token_done("us-east-1", &throttled, t0, t0);
+    assert!(s.rate("us-east-1") < 10.0, "rate {}", s.rate("us-east-1"));
+    assert_eq!(s.in_flight(), 0);
+}
+
+#[test]
+fn due_now_moves_a_waiting_watch_to_the_front_and_leaves_one_in_flight_alone() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&policy());
+    let id = s.insert("us-east-1", t0, Duration::ZERO);
+    assert_eq!(
+        poll(&mut s, id, Outcome::Unchanged, t0),
+        Next::PollAt(t0 + secs(2))
+    );
+    let t1 = t0 + ms(500);
+    assert_eq!(s.take_ready(t1), None, "not due yet");
+    s.due_now(id, t1);
+    assert_eq!(s.take_ready(t1), Some(id));
+    s.due_now(id, t1); // in flight: nothing changes
+    assert_eq!(s.in_flight(), 1);
 }

@@ -74,6 +74,8 @@ pub struct Metrics {
     latency: Histogram,
     reloads: Family<Label, Counter>,
     abandoned: Family<Label, Counter>,
+    /// How long the last walk of each `[[watch_flow]]` table took (issue 9).
+    walk: Family<Label, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -96,6 +98,13 @@ impl Metrics {
         let latency = Histogram::new(LATENCY_BUCKETS);
         let reloads = Family::<Label, Counter>::default();
         let abandoned = Family::<Label, Counter>::default();
+        let walk = Family::<Label, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "discovery_walk_duration",
+            "How long the last ListFlowExecutions walk of each [[watch_flow]] table took",
+            Unit::Seconds,
+            walk.clone(),
+        );
 
         registry.register(
             "watches",
@@ -168,7 +177,16 @@ impl Metrics {
             latency,
             reloads,
             abandoned,
+            walk,
         }
+    }
+
+    /// Sets how long the last walk of the `[[watch_flow]]` table `flow`
+    /// (region/flow/alias) took, in seconds.
+    pub fn set_walk(&self, flow: &str, seconds: f64) {
+        self.walk
+            .get_or_create(&label("flow", Cow::Owned(flow.to_string())))
+            .set(seconds);
     }
 
     /// Counts one attempt by its outcome (`observed`, `throttled`, `failed`,

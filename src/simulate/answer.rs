@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use super::ids;
-use super::scenario::{ExecRef, Scenario, is_terminal};
+use super::scenario::{EventsFault, ExecRef, Scenario, is_terminal};
 use super::wire::{Answer, Operation, Query, Reply, timestamp};
 
 /// Default and largest `maxResults` of the two listing operations (the API's
@@ -66,7 +66,10 @@ pub fn answer(scenario: &Scenario, op: &Operation, elapsed: Duration, origin: Sy
             elapsed,
             "ListFlowExecutionEvents",
         )
-        .and_then(|(e, snap)| list_events(&e, &snap, query, origin)),
+        .and_then(|(e, snap)| match e.events_fault() {
+            Some(fault) => Err(events_fault(scenario, &e, fault)),
+            None => list_events(&e, &snap, query, origin),
+        }),
     };
     result.unwrap_or_else(|reply| reply)
 }
@@ -114,6 +117,24 @@ fn visible<'a>(
     match found.snapshot(elapsed) {
         Some(snap) if elapsed >= found.not_found_for() => Ok((found, snap)),
         _ => Err(not_found(&exec_id)),
+    }
+}
+
+/// The scripted failure of ListFlowExecutionEvents (`events_fault`).
+fn events_fault(scenario: &Scenario, e: &ExecRef<'_>, fault: EventsFault) -> Reply {
+    match fault {
+        EventsFault::AccessDenied => Reply::error(
+            Answer::AccessDenied,
+            format!(
+                "User: arn:aws:iam::{}:user/simulator is not authorized to perform: bedrock:ListFlowExecutionEvents on resource: {}",
+                scenario.server.account,
+                scenario.execution_arn(e)
+            ),
+        ),
+        EventsFault::ServerError => Reply::error(
+            Answer::Internal,
+            "the events store is unavailable".to_string(),
+        ),
     }
 }
 

@@ -12,7 +12,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::ids;
 use super::scenario::{
-    Execution, Generated, ListOrder, NodeError, QuotaChange, Scenario, ServerKnobs, Step,
+    EventsFault, Execution, Generated, ListOrder, NodeError, QuotaChange, Scenario, ServerKnobs,
+    Step,
 };
 
 /// Why a scenario was refused: the config's own error, so both read
@@ -187,6 +188,7 @@ fn execution(mut t: Fields<'_>) -> Result<Execution, ScenarioError> {
         "not_found_for",
         "access_denied",
         "invalid",
+        "events_fault",
     ])?;
     let (flow, alias) = flow_and_alias(&mut t)?;
     let id = t.require("id")?;
@@ -216,6 +218,14 @@ fn execution(mut t: Fields<'_>) -> Result<Execution, ScenarioError> {
             .map(|v| v.bool())
             .transpose()?
             .unwrap_or(false),
+        events_fault: match t.get("events_fault") {
+            None => None,
+            Some(v) => Some(match v.str()? {
+                "access_denied" => EventsFault::AccessDenied,
+                "server_error" => EventsFault::ServerError,
+                _ => return Err(v.error("must be \"access_denied\" or \"server_error\"")),
+            }),
+        },
     };
     t.finish()?;
     Ok(e)

@@ -103,6 +103,18 @@ pub struct Execution {
     pub not_found_for: Duration,
     pub access_denied: bool,
     pub invalid: bool,
+    /// `events_fault`: ListFlowExecutionEvents alone fails this way
+    /// (failure-details tests); GetFlowExecution answers as usual.
+    pub events_fault: Option<EventsFault>,
+}
+
+/// How ListFlowExecutionEvents fails for one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsFault {
+    /// 403 `AccessDeniedException` (the role lacks the action).
+    AccessDenied,
+    /// 500 `InternalServerException`, every time.
+    ServerError,
 }
 
 /// The status an execution reports from `at` (offset from the simulator's start) on.
@@ -235,6 +247,13 @@ impl<'a> ExecRef<'a> {
 
     pub fn invalid(&self) -> bool {
         matches!(self, ExecRef::Explicit(e) if e.invalid)
+    }
+
+    pub fn events_fault(&self) -> Option<EventsFault> {
+        match self {
+            ExecRef::Explicit(e) => e.events_fault,
+            ExecRef::Generated(..) => None,
+        }
     }
 
     /// Every step in order: the explicit timeline, or the template plus the end.
@@ -452,6 +471,7 @@ mod tests {
             not_found_for: Duration::ZERO,
             access_denied: false,
             invalid: false,
+            events_fault: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct RequestRecord {
     /// The execution label from the path as sent (id or ARN); "" for listings
     /// and unknown paths.
     pub execution: String,
+    /// `GetFlowExecution`, `ListFlowExecutions`, `ListFlowExecutionEvents`,
+    /// or "" for an unknown path.
+    pub operation: &'static str,
     pub status: u16,
     pub answer: Answer,
 }
@@ -200,6 +203,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .record(RequestRecord {
             at: elapsed,
             execution,
+            operation: op.as_ref().map_or("", |o| o.name()),
             status: reply.answer.status(),
             answer: reply.answer,
         });

@@ -134,6 +134,15 @@ impl Operation {
             Operation::ListFlowExecutions { .. } => "",
         }
     }
+
+    /// The API operation's name, for the request log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::GetFlowExecution { .. } => "GetFlowExecution",
+            Operation::ListFlowExecutions { .. } => "ListFlowExecutions",
+            Operation::ListFlowExecutionEvents { .. } => "ListFlowExecutionEvents",
+        }
+    }
 }
 
 /// Decoded query parameters, in order.

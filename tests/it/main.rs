@@ -3,6 +3,8 @@
 mod support;
 
 mod daemon_loop;
+mod details;
+mod discovery;
 mod lifecycle;
 mod wire;
 mod cli;

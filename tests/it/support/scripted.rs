@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use flowwatch::poll::{Fetch, NodeError, Observation, PollOutcome, Status, Target};
+use flowwatch::poll::{
+    EventsPage, EventsRequest, ExecutionsPage, ExecutionsRequest, Fetch, Lister, NodeError,
+    Observation, PollOutcome, ReadFailure, Status, Target,
+};
 
 /// Answers per execution id: the script's entries in turn, the last one
 /// repeating; an execution without a script answers `fallback`.
@@ -98,6 +101,23 @@ impl Fetch for Scripted {
             }
             answer
         }
+    }
+}
+
+/// Failure details: every execution's event lists are empty (one page each).
+impl Lister for Scripted {
+    fn list_executions(
+        &self,
+        _request: &ExecutionsRequest,
+    ) -> impl Future<Output = Result<ExecutionsPage, ReadFailure>> + Send {
+        std::future::ready(Ok(ExecutionsPage::default()))
+    }
+
+    fn list_events(
+        &self,
+        _request: &EventsRequest,
+    ) -> impl Future<Output = Result<EventsPage, ReadFailure>> + Send {
+        std::future::ready(Ok(EventsPage::default()))
     }
 }
 

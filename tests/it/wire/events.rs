@@ -24,9 +24,13 @@ fn utc(value: &Value, field: &str) -> std::time::SystemTime {
         .unwrap_or_else(|e| panic!("{field} is not RFC 3339 ({e}): {value}"))
 }
 
-/// Requests the simulator logged for one execution label.
+/// GetFlowExecution requests the simulator logged for one execution label
+/// (failure details' ListFlowExecutionEvents pages come after the terminal
+/// transition and are not polls).
 fn requests_for<'a>(log: &'a [RequestRecord], execution: &str) -> Vec<&'a RequestRecord> {
-    log.iter().filter(|r| r.execution == execution).collect()
+    log.iter()
+        .filter(|r| r.execution == execution && r.operation == "GetFlowExecution")
+        .collect()
 }
 
 const TWO_ENDINGS: &str = r#"
