@@ -7,6 +7,7 @@
 //! `error` says where a problem is.
 
 mod error;
+mod ha;
 mod include;
 pub mod raw;
 mod settings;
@@ -20,6 +21,7 @@ use error::{Source, read};
 use raw::RawMain;
 
 pub use error::ConfigError;
+pub use ha::{HaBackend, HaSettings};
 pub use settings::{
     AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, StateSettings,
 };
@@ -41,6 +43,8 @@ pub struct Config {
     pub log: LogSettings,
     pub state: Option<StateSettings>,
     pub http: Option<HttpSettings>,
+    /// `[ha]`: absent, nothing changes (issue 12).
+    pub ha: Option<HaSettings>,
     /// The `include` globs, made absolute (relative to the main file's folder).
     pub include: Vec<String>,
     /// Every watch of every file, deduplicated.
@@ -73,6 +77,10 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let http = match &raw.http {
         Some(http) => Some(settings::http_settings(&main, http)?),
+        None => None,
+    };
+    let ha = match &raw.ha {
+        Some(ha) => Some(ha::ha_settings(&main, ha)?),
         None => None,
     };
     let (key, globs) = include::one_include(&main, &raw)?
@@ -120,6 +128,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         log,
         state,
         http,
+        ha,
         include,
         watches,
         files,

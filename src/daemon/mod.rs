@@ -116,6 +116,8 @@ pub struct Daemon<F: Fetch> {
     throttled: usize,
     /// Why the last reload was refused, to tell a real change from an echo.
     last_error: Option<String>,
+    /// With `[ha]`: polls start only while it is open (issue 12).
+    gate: Option<crate::ha::Gate>,
 }
 
 impl<F: Fetch> Daemon<F> {
@@ -134,6 +136,7 @@ impl<F: Fetch> Daemon<F> {
             edges,
             throttled: 0,
             last_error: None,
+            gate: None,
             config,
         };
         let mut watches = daemon.config.watches.clone();
@@ -165,6 +168,13 @@ impl<F: Fetch> Daemon<F> {
     /// waiting for in-flight polls: the state is flushed and the loop ends.
     pub fn with_hurry(mut self, hurry: CancellationToken) -> Self {
         self.hurry = hurry;
+        self
+    }
+
+    /// Polls start only while `gate` is open: a standby, or a leader whose
+    /// renewal is overdue, sends nothing (issue 12).
+    pub fn with_gate(mut self, gate: crate::ha::Gate) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -323,6 +333,11 @@ impl<F: Fetch> Daemon<F> {
 
     /// Starts every poll the scheduler allows now.
     fn start_ready(&mut self, now: Instant) {
+        if let Some(gate) = &self.gate
+            && !gate.may_poll(now)
+        {
+            return;
+        }
         while let Some(id) = self.scheduler.take_ready(now) {
             let tracked = self
                 .book

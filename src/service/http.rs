@@ -78,6 +78,8 @@ pub struct Health {
     last_beat_ms: AtomicI64,
     ready: AtomicBool,
     max_silence: Duration,
+    /// With `[ha]`, while standing by: the leader, when known (issue 12).
+    standby: std::sync::Mutex<Option<Option<String>>>,
 }
 
 impl Default for Health {
@@ -101,6 +103,7 @@ impl Health {
             last_beat_ms: AtomicI64::new(0),
             ready: AtomicBool::new(false),
             max_silence,
+            standby: std::sync::Mutex::new(None),
         }
     }
 
@@ -128,6 +131,23 @@ impl Health {
             .offset_ms(Instant::now())
             .saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
         i128::from(silence_ms) <= i128::try_from(max_silence.as_millis()).unwrap_or(i128::MAX)
+    }
+
+    /// With `[ha]`: `Some(leader)` while this instance stands by (`/readyz`
+    /// answers 503 naming the leader), `None` while it leads.
+    pub fn set_standby(&self, standby: Option<Option<String>>) {
+        *self
+            .standby
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = standby;
+    }
+
+    /// `Some(leader)` while standing by (see `set_standby`).
+    pub fn standby(&self) -> Option<Option<String>> {
+        self.standby
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether `set_ready` was called.
@@ -333,6 +353,14 @@ async fn healthz(State(shared): State<Shared>) -> Response {
 }
 
 async fn readyz(State(shared): State<Shared>) -> Response {
+    if let Some(leader) = shared.health.standby() {
+        let leader = leader.as_deref().unwrap_or("unknown");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("standby; leader: {leader}\n"),
+        )
+            .into_response();
+    }
     if shared.health.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

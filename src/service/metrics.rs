@@ -74,6 +74,8 @@ pub struct Metrics {
     latency: Histogram,
     reloads: Family<Label, Counter>,
     abandoned: Family<Label, Counter>,
+    /// `flowwatch_leader`, registered by `with_leader` (`[ha]` only).
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -168,7 +170,24 @@ impl Metrics {
             latency,
             reloads,
             abandoned,
+            leader: Gauge::default(),
         }
+    }
+
+    /// Adds the `flowwatch_leader` gauge (1 leading, 0 standing by): with
+    /// `[ha]` only, so a single instance's metrics stay as they were.
+    pub fn with_leader(mut self) -> Metrics {
+        self.registry.register(
+            "leader",
+            "1 while this instance leads and polls, 0 while it stands by",
+            self.leader.clone(),
+        );
+        self
+    }
+
+    /// Sets `flowwatch_leader`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts one attempt by its outcome (`observed`, `throttled`, `failed`,

@@ -9,3 +9,4 @@ mod cli;
 mod config_input;
 mod service;
 mod secrets;
+mod ha;

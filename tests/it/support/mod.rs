@@ -183,6 +183,7 @@ impl std::fmt::Display for Events {
     }
 }
 
+pub mod etcd;
 pub mod scripted;
 
 /// The real binary as `flowwatch` builds it, without `--config` (so it falls
