@@ -11,6 +11,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config;
+use crate::event::text::TextStyle;
 use crate::run::{self, StartOptions};
 use crate::simulate::{Answer, Scenario, Simulator};
 
@@ -25,7 +26,9 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = config::parse_str(DEMO_CONFIG, Path::new("config/demo/flowwatch.toml"))?;
     config.aws.endpoint_url = Some(simulator.endpoint_url());
-    crate::event::init(&config.log)?;
+    // Brief text lines: the summary below names each execution fully, and
+    // a line fits 100 columns (issue 10.3).
+    crate::event::init_styled(&config.log, TextStyle::for_stdout().brief())?;
     eprintln!(
         "flowwatch demo: simulator on {}, watching {} executions\n",
         simulator.endpoint_url(),

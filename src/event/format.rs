@@ -6,7 +6,8 @@
 //! `message`, then every field flat, typed as recorded. A record without an
 //! `event` field is a diagnostic: `"event": "log"` plus its `target`.
 //! The `labels` field (a JSON object string, see `emit`) is written back as
-//! an object; in text it becomes `labels.key=value` pairs.
+//! an object. Text lines are `text.rs`'s: time, level, short name and what
+//! happened first, then `key=value` pairs (labels as `key=value`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,6 +20,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::text::{self, TextStyle};
 use crate::config::LogFormat;
 
 /// The `event` of a record that is not a contract event.
@@ -28,11 +30,18 @@ const DIAGNOSTIC: &str = "log";
 #[derive(Debug, Clone, Copy)]
 pub struct LineFormat {
     format: LogFormat,
+    style: TextStyle,
 }
 
 impl LineFormat {
+    /// Text lines plain and full (no colour).
     pub fn new(format: LogFormat) -> Self {
-        LineFormat { format }
+        LineFormat::styled(format, TextStyle::default())
+    }
+
+    /// Text lines in `style`; JSON lines do not change.
+    pub fn styled(format: LogFormat, style: TextStyle) -> Self {
+        LineFormat { format, style }
     }
 }
 
@@ -51,7 +60,7 @@ where
         let now = SystemTime::now();
         let line = match self.format {
             LogFormat::Json => record.json(now),
-            LogFormat::Text => record.text(now),
+            LogFormat::Text => text::render(&record, now, self.style),
         };
         writer.write_str(&line)
     }
@@ -60,12 +69,12 @@ where
 /// One record's parts: the header we place first, then the fields in the
 /// order they were recorded.
 #[derive(Debug)]
-struct Record {
-    level: Level,
-    event: Option<String>,
-    message: String,
-    target: String,
-    fields: Vec<(Cow<'static, str>, Value)>,
+pub(super) struct Record {
+    pub(super) level: Level,
+    pub(super) event: Option<String>,
+    pub(super) message: String,
+    pub(super) target: String,
+    pub(super) fields: Vec<(Cow<'static, str>, Value)>,
 }
 
 impl Record {
@@ -97,28 +106,6 @@ impl Record {
             push_json(&mut line, key, value);
         }
         line.push_str("}\n");
-        line
-    }
-
-    /// `timestamp level event message key=value…` and a newline.
-    fn text(&self, now: SystemTime) -> String {
-        let timestamp = humantime::format_rfc3339_millis(now);
-        let mut line = format!("{timestamp} {:>5} {}", self.level.as_str(), self.name());
-        if !self.message.is_empty() {
-            line.push(' ');
-            line.push_str(&escape_controls(&self.message));
-        }
-        for (key, value) in &self.fields {
-            match value {
-                Value::Object(entries) => {
-                    for (inner, value) in entries {
-                        push_text(&mut line, &format!("{key}.{inner}"), value);
-                    }
-                }
-                _ => push_text(&mut line, key, value),
-            }
-        }
-        line.push('\n');
         line
     }
 
@@ -230,44 +217,6 @@ fn push_json(line: &mut String, key: &str, value: &Value) {
     line.push_str(&value.to_string());
 }
 
-/// Appends ` key=value`; a string that would break the pair apart (spaces,
-/// quotes, `=`, control characters, or empty) is quoted JSON-style.
-fn push_text(line: &mut String, key: &str, value: &Value) {
-    line.push(' ');
-    line.push_str(&escape_controls(key));
-    line.push('=');
-    match value {
-        Value::String(text) if needs_quotes(text) => line.push_str(&value.to_string()),
-        Value::String(text) => line.push_str(text),
-        other => line.push_str(&other.to_string()),
-    }
-}
-
-fn needs_quotes(text: &str) -> bool {
-    text.is_empty()
-        || text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'))
-}
-
-/// Keeps free text on one line: control characters become escapes.
-fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,48 +254,6 @@ mod tests {
             "{\"timestamp\":\"2026-11-25T10:10:41.123Z\",\"level\":\"INFO\",\
              \"event\":\"execution.transition\",\"message\":\"execution changed status\",\
              \"to\":\"Succeeded\",\"polls\":3}\n"
-        );
-    }
-
-    #[test]
-    fn text_line_has_the_documented_layout() {
-        let r = record(
-            Some("execution.transition"),
-            vec![
-                ("flow", Value::from("FLOW123456")),
-                ("to", Value::from("Succeeded")),
-                ("terminal", Value::Bool(true)),
-                (
-                    "labels",
-                    serde_json::json!({"team": "search", "tier": "gold"}),
-                ),
-            ],
-        );
-        assert_eq!(
-            r.text(at()),
-            "2026-11-25T10:10:41.123Z  INFO execution.transition execution changed status \
-             flow=FLOW123456 to=Succeeded terminal=true labels.team=search labels.tier=gold\n"
-        );
-    }
-
-    #[test]
-    fn text_quotes_values_that_would_break_a_pair_and_escapes_newlines() {
-        let mut r = record(
-            None,
-            vec![
-                ("error", Value::from("bad \"thing\"\nhere")),
-                ("empty", Value::from("")),
-                ("eq", Value::from("a=b")),
-            ],
-        );
-        r.message = "two\nlines".to_owned();
-        let line = r.text(at());
-        assert_eq!(line.lines().count(), 1, "{line:?}");
-        assert!(
-            line.ends_with(
-                " log two\\nlines error=\"bad \\\"thing\\\"\\nhere\" empty=\"\" eq=\"a=b\"\n"
-            ),
-            "{line:?}"
         );
     }
 

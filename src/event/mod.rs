@@ -4,6 +4,7 @@
 //! JSON line, or one readable text line, on standard output.
 
 pub mod format;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +20,7 @@ use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 
 use crate::config::LogSettings;
 use format::LineFormat;
+use text::TextStyle;
 
 /// The target of every contract event, and the prefix `[log] level` applies to.
 pub const TARGET: &str = "flowwatch";
@@ -367,9 +369,16 @@ impl std::fmt::Debug for LevelHandle {
 /// Installs the global subscriber: records to standard output in
 /// `settings.format`, flowwatch's own at `settings.level`, dependencies' at
 /// `warn`. `RUST_LOG` is not read. Fails if a global subscriber is already
-/// set. The handle changes the level later.
+/// set. The handle changes the level later. Text lines are full, with the
+/// level coloured when standard output is a terminal and `NO_COLOR` is
+/// unset or empty.
 pub fn init(settings: &LogSettings) -> Result<LevelHandle, InitError> {
-    let (subscriber, level) = reloadable(settings, io::stdout);
+    init_styled(settings, TextStyle::for_stdout())
+}
+
+/// `init`, with text lines in `style` (the demo's are brief).
+pub fn init_styled(settings: &LogSettings, style: TextStyle) -> Result<LevelHandle, InitError> {
+    let (subscriber, level) = reloadable_styled(settings, io::stdout, style);
     subscriber.try_init().map_err(InitError)?;
     Ok(level)
 }
@@ -384,10 +393,22 @@ where
     reloadable(settings, writer).0
 }
 
-/// `subscriber`, with a handle that changes its level.
+/// `subscriber`, with a handle that changes its level. Text lines are
+/// full and plain.
 pub fn reloadable<W>(
     settings: &LogSettings,
     writer: W,
+) -> (impl Subscriber + Send + Sync + 'static, LevelHandle)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    reloadable_styled(settings, writer, TextStyle::default())
+}
+
+fn reloadable_styled<W>(
+    settings: &LogSettings,
+    writer: W,
+    style: TextStyle,
 ) -> (impl Subscriber + Send + Sync + 'static, LevelHandle)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -399,7 +420,7 @@ where
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(settings.level));
     let lines = tracing_subscriber::fmt::layer()
-        .event_format(LineFormat::new(settings.format))
+        .event_format(LineFormat::styled(settings.format, style))
         .with_writer(writer);
     let level = LevelHandle(Arc::new(move |level| {
         // Fails only once the subscriber is gone: nothing left to set.
@@ -875,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn text_format_is_one_line_of_key_value_pairs_with_labels() {
+    fn text_format_is_one_line_leading_with_the_change_then_key_value_pairs() {
         let labels = team_search();
         let capture = captured(settings(LogFormat::Text, Level::INFO), || {
             emit(&Event::Transition {
@@ -897,16 +918,14 @@ mod tests {
         assert!(text.ends_with('\n'), "{text:?}");
         let line = text.trim_end();
         assert!(
-            line.contains(" INFO execution.transition execution changed status "),
+            line.contains(" INFO  run-0001         Running → Succeeded  after 1.5 s, 4 polls  "),
             "{line}"
         );
         for pair in [
             "flow=FLOW123456",
-            "from=Running",
-            "to=Succeeded",
             "terminal=true",
-            "polls=4",
-            "labels.team=search",
+            "execution=run-0001",
+            "team=search",
         ] {
             assert!(line.split(' ').any(|word| word == pair), "{pair} in {line}");
         }

@@ -17,6 +17,7 @@
 //!   of `ResourceNotFoundException`.
 
 pub mod interval;
+pub mod learned;
 pub mod rate;
 
 use std::collections::{BTreeSet, HashMap};

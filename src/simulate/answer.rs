@@ -15,9 +15,12 @@ use super::ids;
 use super::scenario::{ExecRef, Scenario, is_terminal};
 use super::wire::{Answer, Operation, Query, Reply, timestamp};
 
-/// Default and largest page sizes of the two listing operations.
+/// Default and largest `maxResults` of the two listing operations (the API's
+/// constraint), and the most items a page really holds whatever `maxResults`
+/// says, as the service does (issue 9).
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
+const PAGE_CAP: usize = 10;
 
 const NODE_ERROR_CODES: [&str; 4] = [
     "VALIDATION",
@@ -185,7 +188,7 @@ fn list_flow_executions(
             && e.snapshot(elapsed).is_some()
     };
     let (items, next) = paginate(scenario.len(), start, max, |i| {
-        scenario.nth(i).filter(|e| listed(e))
+        scenario.listed_nth(i).filter(|e| listed(e))
     });
     let summaries: Vec<Value> = items
         .iter()
@@ -289,7 +292,8 @@ fn list_events(
     Ok(Reply::ok(body))
 }
 
-/// `nextToken` (a position) and `maxResults` (1..=1000) from a listing query.
+/// `nextToken` (a position) and the page size from a listing query:
+/// `maxResults` must be 1..=1000, and a page holds at most `PAGE_CAP`.
 fn page(query: &Query) -> Result<(usize, usize), Reply> {
     let start = match query.get("nextToken") {
         None => 0,
@@ -311,7 +315,7 @@ fn page(query: &Query) -> Result<(usize, usize), Reply> {
             }
         },
     };
-    Ok((start, max))
+    Ok((start, max.min(PAGE_CAP)))
 }
 
 /// Up to `max` items at positions from `start` on, and the position of the next
@@ -415,5 +419,146 @@ timeline = [{ at = "2s", status = "Running" }]
         assert_eq!((items, next), (vec![0, 5], None));
         let (items, next) = paginate(10, 0, 1, |i| (i % 5 == 0).then_some(i));
         assert_eq!((items, next), (vec![0], Some(5)));
+    }
+
+    fn list(scenario: &Scenario, path: &str, query: &str, elapsed_ms: u64) -> Value {
+        let op = route("GET", path, Some(query)).unwrap();
+        let elapsed = Duration::from_millis(elapsed_ms);
+        let reply = answer(scenario, &op, elapsed, SystemTime::now());
+        assert_eq!(reply.answer, Answer::Ok, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    /// Every id ListFlowExecutions gives, page by page, and the page sizes.
+    fn walk(scenario: &Scenario, max_results: &str, elapsed_ms: u64) -> (Vec<String>, Vec<usize>) {
+        let (mut ids, mut sizes, mut token) = (Vec::new(), Vec::new(), None::<String>);
+        loop {
+            let mut query = max_results.to_owned();
+            if let Some(t) = &token {
+                query.push_str(&format!("&nextToken={t}"));
+            }
+            let page = list(scenario, "/flows/FLOW123456/executions", &query, elapsed_ms);
+            let items = page["flowExecutionSummaries"].as_array().unwrap();
+            sizes.push(items.len());
+            for item in items {
+                let arn = item["executionArn"].as_str().unwrap();
+                ids.push(arn.rsplit('/').next().unwrap().to_owned());
+            }
+            match page["nextToken"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return (ids, sizes),
+            }
+        }
+    }
+
+    const MANY: &str = r#"
+[[generate]]
+count = 35
+id_prefix = "g-"
+flow = "FLOW123456"
+alias = "ALIAS12345"
+end_between = ["1s", "2s"]
+"#;
+
+    #[test]
+    fn a_listing_page_holds_at_most_10_whatever_max_results_says() {
+        let s = Scenario::parse(MANY).unwrap();
+        for query in ["maxResults=1000", "maxResults=100", "maxResults=11", ""] {
+            let (ids, sizes) = walk(&s, query, 5000);
+            assert_eq!(sizes, [10, 10, 10, 5], "{query}");
+            assert_eq!(ids.len(), 35);
+        }
+        let (_, sizes) = walk(&s, "maxResults=4", 5000);
+        assert_eq!(sizes, [4, 4, 4, 4, 4, 4, 4, 4, 3]);
+    }
+
+    #[test]
+    fn an_events_page_holds_at_most_10_whatever_max_results_says() {
+        let errors: Vec<String> = (0..13)
+            .map(|i| format!("{{ message = \"m{i}\", node = \"Node_{i}\" }}"))
+            .collect();
+        let text = format!(
+            "[[execution]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nid = \"failed\"\ntimeline = [{{ at = \"0s\", status = \"Failed\" }}]\nerrors = [{}]\n",
+            errors.join(", ")
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let path = "/flows/FLOW123456/aliases/ALIAS12345/executions/failed/events";
+        let first = list(&s, path, "eventType=Node&maxResults=100", 0);
+        assert_eq!(first["flowExecutionEvents"].as_array().unwrap().len(), 10);
+        let token = first["nextToken"].as_str().unwrap();
+        let second = list(
+            &s,
+            path,
+            &format!("eventType=Node&maxResults=100&nextToken={token}"),
+            0,
+        );
+        assert_eq!(second["flowExecutionEvents"].as_array().unwrap().len(), 3);
+        assert!(second.get("nextToken").is_none());
+    }
+
+    #[test]
+    fn a_shuffled_listing_is_a_seeded_permutation_of_the_scenario_order() {
+        let in_order = Scenario::parse(MANY).unwrap();
+        let shuffled =
+            Scenario::parse(&format!("list_order = \"shuffled\"\nseed = 1\n{MANY}")).unwrap();
+        let again =
+            Scenario::parse(&format!("list_order = \"shuffled\"\nseed = 1\n{MANY}")).unwrap();
+        let other =
+            Scenario::parse(&format!("list_order = \"shuffled\"\nseed = 2\n{MANY}")).unwrap();
+        let (a, _) = walk(&in_order, "", 5000);
+        let (b, _) = walk(&shuffled, "", 5000);
+        let expected: Vec<String> = (1..=35).map(|n| format!("g-{n:02}")).collect();
+        assert_eq!(a, expected, "scenario order is the default");
+        assert_ne!(b, a, "shuffled");
+        let mut sorted = b.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "every execution once");
+        assert_eq!(walk(&again, "", 5000).0, b, "the same seed, the same order");
+        assert_ne!(walk(&other, "", 5000).0, b, "another seed, another order");
+        let same_seed = Scenario::parse(&format!("seed = 1\n{MANY}")).unwrap();
+        assert_eq!(
+            same_seed.generated[0].end_at_ms, shuffled.generated[0].end_at_ms,
+            "the order draws from a stream of its own"
+        );
+    }
+
+    #[test]
+    fn an_execution_starting_later_is_listed_only_from_then() {
+        let s = Scenario::parse(SCENARIO).unwrap();
+        let (ids, _) = walk(&s, "", 1999);
+        assert_eq!(ids, ["late"]);
+        let (ids, _) = walk(&s, "", 2000);
+        assert_eq!(ids, ["late", "later"]);
+    }
+
+    #[test]
+    fn a_generated_execution_is_unknown_and_unlisted_before_its_start() {
+        let text = r#"
+[[generate]]
+count = 20
+id_prefix = "s-"
+flow = "FLOW123456"
+alias = "ALIAS12345"
+start_between = ["10s", "20s"]
+end_between = ["5s", "5s"]
+"#;
+        let s = Scenario::parse(text).unwrap();
+        let g = &s.generated[0];
+        let (n, start) = g
+            .start_at_ms
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, ms)| **ms)
+            .unwrap();
+        let id = format!("s-{:02}", n + 1);
+        let path = format!("/flows/FLOW123456/aliases/ALIAS12345/executions/{id}");
+        let start = u64::from(*start);
+        assert_eq!(get(&s, &path, start - 1), Answer::NotFound);
+        assert_eq!(get(&s, &path, start), Answer::Ok);
+        assert!(!walk(&s, "", start - 1).0.contains(&id));
+        assert!(walk(&s, "", start).0.contains(&id));
+        let body = list(&s, &path.replace("/events", ""), "", start + 5000);
+        assert_eq!(body["status"], "Succeeded", "ends 5 s after its own start");
+        assert_eq!(walk(&s, "", 30_000).0.len(), 20);
     }
 }

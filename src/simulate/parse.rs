@@ -11,7 +11,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ids;
-use super::scenario::{Execution, Generated, NodeError, Scenario, ServerKnobs, Step};
+use super::scenario::{Execution, Generated, ListOrder, NodeError, Scenario, ServerKnobs, Step};
 
 /// Why a scenario was refused.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum ScenarioError {
 /// Largest `count` of one `[[generate]]` table.
 const MAX_GENERATED: u64 = 10_000_000;
 
+/// Longest drawn `duration`: the service ends an execution after 24 h.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 pub(super) fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
     let cx = Cx { text, file };
     let doc = DeTable::parse(text).map_err(|e| {
@@ -57,6 +60,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> 
         "retry_after",
         "region",
         "account",
+        "list_order",
         "execution",
         "generate",
     ])?;
@@ -86,12 +90,21 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> 
         }
     }
     root.finish()?;
-    Ok(Scenario {
+    let mut scenario = Scenario {
         source: None,
         server,
         executions,
         generated,
-    })
+        list_order: Vec::new(),
+    };
+    if scenario.server.list_order == ListOrder::Shuffled {
+        let len = u32::try_from(scenario.len()).expect("at most 10,000,000 per table");
+        let mut order: Vec<u32> = (0..len).collect();
+        // A stream of its own: the listing order never moves end offsets.
+        fastrand::Rng::with_seed(scenario.server.seed ^ 0x005E_ED0F_115E).shuffle(&mut order);
+        scenario.list_order = order;
+    }
+    Ok(scenario)
 }
 
 fn server_knobs(root: &mut Fields<'_>) -> Result<ServerKnobs, ScenarioError> {
@@ -137,6 +150,13 @@ fn server_knobs(root: &mut Fields<'_>) -> Result<ServerKnobs, ScenarioError> {
         if !ok {
             return Err(v.error("must match [a-z0-9-]{1,20}, e.g. \"us-east-1\""));
         }
+    }
+    if let Some(v) = root.get("list_order") {
+        s.list_order = match v.str()? {
+            "scenario" => ListOrder::Scenario,
+            "shuffled" => ListOrder::Shuffled,
+            _ => return Err(v.error("must be \"scenario\" or \"shuffled\"")),
+        };
     }
     if let Some(v) = root.get("account") {
         s.account = v.string()?;
@@ -202,6 +222,8 @@ fn generate(mut t: Fields<'_>, seed: u64) -> Result<Generated, ScenarioError> {
         "timeline",
         "end_status",
         "end_between",
+        "start_between",
+        "duration",
         "errors",
     ])?;
     let count_value = t.require("count")?;
@@ -225,23 +247,57 @@ fn generate(mut t: Fields<'_>, seed: u64) -> Result<Generated, ScenarioError> {
         Some(v) => status(&v)?,
         None => "Succeeded".to_owned(),
     };
-    let between = t.require("end_between")?;
-    let range = between.array()?;
-    let [from, to] = range.as_slice() else {
-        return Err(between.error("must be two durations, [earliest, latest]"));
-    };
-    let (from_at, to_at) = (from.duration()?, to.duration()?);
-    if from_at > to_at {
-        return Err(between.error("the earliest end comes after the latest"));
-    }
     let last_step = timeline.last().map_or(Duration::ZERO, |s| s.at);
-    if from_at < last_step {
-        return Err(from.error("the earliest end comes before the last timeline step"));
-    }
-    let to_ms = u32::try_from(to_at.as_millis()).map_err(|_| to.error("must be under 49 days"))?;
-    let from_ms = from_at.as_millis() as u32;
     let mut rng = fastrand::Rng::with_seed(seed);
-    let end_at_ms = (0..count).map(|_| rng.u32(from_ms..=to_ms)).collect();
+    let start_at_ms = match t.get("start_between") {
+        None => Vec::new(),
+        Some(v) => {
+            let (from, to) = range(&v)?;
+            // Leave room for a day-long run after the latest start.
+            let latest = Duration::from_secs(48 * 24 * 3600);
+            if to > latest {
+                return Err(v.error("the latest start must be under 48 days"));
+            }
+            let (from, to) = (from.as_millis() as u32, to.as_millis() as u32);
+            (0..count).map(|_| rng.u32(from..=to)).collect()
+        }
+    };
+    let start = |n: usize| start_at_ms.get(n).map_or(0, |&ms| u64::from(ms));
+    let end_at_ms = match (t.get("end_between"), t.get("duration")) {
+        (Some(_), Some(d)) => {
+            return Err(d.error("give either end_between or duration, not both"));
+        }
+        (None, None) => {
+            return Err(t.cx.error(
+                t.span(),
+                &t.key_path("end_between"),
+                "is required (or a duration distribution)",
+            ));
+        }
+        (Some(between), None) => {
+            let (from_at, to_at) = range(&between)?;
+            if from_at < last_step {
+                return Err(between.error("the earliest end comes before the last timeline step"));
+            }
+            let limit = u64::from(u32::MAX) - start_at_ms.iter().max().map_or(0, |&m| u64::from(m));
+            if to_at.as_millis() > u128::from(limit) {
+                return Err(between.error("must end under 49 days after the simulator starts"));
+            }
+            let (from_ms, to_ms) = (from_at.as_millis() as u32, to_at.as_millis() as u32);
+            (0..count as usize)
+                .map(|n| (start(n) + u64::from(rng.u32(from_ms..=to_ms))) as u32)
+                .collect()
+        }
+        (None, Some(d)) => {
+            let dist = Distribution::parse(d.table()?)?;
+            (0..count as usize)
+                .map(|n| {
+                    let drawn = dist.draw(&mut rng).min(MAX_DURATION).max(last_step);
+                    (start(n) + drawn.as_millis() as u64) as u32
+                })
+                .collect()
+        }
+    };
     let g = Generated {
         id_prefix,
         count,
@@ -252,9 +308,114 @@ fn generate(mut t: Fields<'_>, seed: u64) -> Result<Generated, ScenarioError> {
         end_status,
         errors: errors(&mut t)?,
         end_at_ms,
+        start_at_ms,
     };
     t.finish()?;
     Ok(g)
+}
+
+/// `[FROM, TO]`, two durations in order.
+fn range(v: &Val<'_>) -> Result<(Duration, Duration), ScenarioError> {
+    let items = v.array()?;
+    let [from, to] = items.as_slice() else {
+        return Err(v.error("must be two durations, [earliest, latest]"));
+    };
+    let (from, to) = (from.duration()?, to.duration()?);
+    if from > to {
+        return Err(v.error("the earliest comes after the latest"));
+    }
+    Ok((from, to))
+}
+
+/// A `duration = { dist = ... }` table: how long each generated execution runs.
+#[derive(Debug, Clone, PartialEq)]
+enum Distribution {
+    /// exp(ln(median) + sigma × N(0, 1)).
+    Lognormal { median: f64, sigma: f64 },
+    /// `a` with probability `p`, else `b`; each spread by a lognormal factor
+    /// with this `sigma` (0: exactly `a` or `b`).
+    Bimodal { a: f64, b: f64, p: f64, sigma: f64 },
+    /// min / U^(1/alpha).
+    Pareto { alpha: f64, min: f64 },
+}
+
+impl Distribution {
+    fn parse(mut t: Fields<'_>) -> Result<Distribution, ScenarioError> {
+        let dist = t.require("dist")?;
+        let secs = |t: &mut Fields<'_>, key: &str| -> Result<f64, ScenarioError> {
+            let v = t.require(key)?;
+            let d = v.duration()?;
+            if d.is_zero() {
+                return Err(v.error("must be longer than 0s"));
+            }
+            Ok(d.as_secs_f64())
+        };
+        let number =
+            |t: &mut Fields<'_>, key: &str, ok: fn(f64) -> bool, what: &str| match t.get(key) {
+                None => Ok(None),
+                Some(v) => {
+                    let x = v.f64()?;
+                    if ok(x) {
+                        Ok(Some(x))
+                    } else {
+                        Err(v.error(what.to_owned()))
+                    }
+                }
+            };
+        let d = match dist.str()? {
+            "lognormal" => {
+                t.allow(&["dist", "median", "sigma"])?;
+                Distribution::Lognormal {
+                    median: secs(&mut t, "median")?,
+                    sigma: number(&mut t, "sigma", |x| x >= 0.0, "must be 0 or more")?
+                        .ok_or_else(|| t.cx.error(t.span(), &t.key_path("sigma"), "is required"))?,
+                }
+            }
+            "bimodal" => {
+                t.allow(&["dist", "a", "b", "p", "sigma"])?;
+                Distribution::Bimodal {
+                    a: secs(&mut t, "a")?,
+                    b: secs(&mut t, "b")?,
+                    p: number(
+                        &mut t,
+                        "p",
+                        |x| (0.0..=1.0).contains(&x),
+                        "must be between 0.0 and 1.0",
+                    )?
+                    .unwrap_or(0.5),
+                    sigma: number(&mut t, "sigma", |x| x >= 0.0, "must be 0 or more")?
+                        .unwrap_or(0.0),
+                }
+            }
+            "pareto" => {
+                t.allow(&["dist", "alpha", "min"])?;
+                Distribution::Pareto {
+                    alpha: number(&mut t, "alpha", |x| x > 0.0, "must be greater than 0")?
+                        .ok_or_else(|| t.cx.error(t.span(), &t.key_path("alpha"), "is required"))?,
+                    min: secs(&mut t, "min")?,
+                }
+            }
+            _ => return Err(dist.error("must be \"lognormal\", \"bimodal\" or \"pareto\"")),
+        };
+        t.finish()?;
+        Ok(d)
+    }
+
+    fn draw(&self, rng: &mut fastrand::Rng) -> Duration {
+        let normal = |rng: &mut fastrand::Rng| {
+            let u = 1.0 - rng.f64(); // in (0, 1]
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * rng.f64()).cos()
+        };
+        let secs = match *self {
+            Distribution::Lognormal { median, sigma } => median * (sigma * normal(rng)).exp(),
+            Distribution::Bimodal { a, b, p, sigma } => {
+                let mode = if rng.f64() < p { a } else { b };
+                mode * (sigma * normal(rng)).exp()
+            }
+            Distribution::Pareto { alpha, min } => min / (1.0 - rng.f64()).powf(1.0 / alpha),
+        };
+        Duration::try_from_secs_f64(secs).unwrap_or(MAX_DURATION)
+    }
 }
 
 fn flow_and_alias(t: &mut Fields<'_>) -> Result<(String, String), ScenarioError> {
@@ -672,5 +833,179 @@ end_between = ["1s", "2s"]
         assert!(ends.iter().all(|&ms| (1000..=2000).contains(&ms)));
         assert!(ends.iter().any(|&ms| ms < 1100) && ends.iter().any(|&ms| ms > 1900));
         assert_eq!(a.len(), 1000);
+    }
+
+    fn generated(rest: &str) -> Scenario {
+        Scenario::parse(&format!(
+            "[[generate]]\ncount = 2000\nid_prefix = \"g-\"\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\n{rest}\n"
+        ))
+        .unwrap()
+    }
+
+    /// Each execution's run time (end − start) in seconds, sorted.
+    fn durations(g: &Generated) -> Vec<f64> {
+        let mut d: Vec<f64> = (0..g.count as usize)
+            .map(|n| {
+                let start = g.start_at_ms.get(n).copied().unwrap_or(0);
+                f64::from(g.end_at_ms[n] - start) / 1000.0
+            })
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d
+    }
+
+    #[test]
+    fn start_between_spreads_starts_and_end_between_counts_from_each_start() {
+        let s = generated("start_between = [\"1m\", \"2m\"]\nend_between = [\"10s\", \"20s\"]");
+        let g = &s.generated[0];
+        assert!(
+            g.start_at_ms
+                .iter()
+                .all(|&ms| (60_000..=120_000).contains(&ms))
+        );
+        assert!(
+            g.start_at_ms.iter().any(|&ms| ms < 65_000)
+                && g.start_at_ms.iter().any(|&ms| ms > 115_000)
+        );
+        let d = durations(g);
+        assert!(
+            d[0] >= 10.0 && d[d.len() - 1] <= 20.0,
+            "{} .. {}",
+            d[0],
+            d[d.len() - 1]
+        );
+        // Eight bytes per execution: its start and its end.
+        let per_execution = s.heap_bytes() as f64 / 2000.0;
+        assert!(per_execution < 9.0, "{per_execution} bytes per execution");
+    }
+
+    #[test]
+    fn a_lognormal_duration_has_its_median_and_spread() {
+        let s = generated("duration = { dist = \"lognormal\", median = \"60s\", sigma = 0.3 }");
+        let d = durations(&s.generated[0]);
+        let median = d[1000];
+        // exp(±0.3 × 1.2816) around the median: the 10th and 90th percentiles.
+        let (p10, p90) = (d[200], d[1800]);
+        assert!((57.0..63.0).contains(&median), "median {median}");
+        assert!(
+            (39.0..45.0).contains(&p10) && (80.0..90.0).contains(&p90),
+            "{p10} {p90}"
+        );
+    }
+
+    #[test]
+    fn a_bimodal_duration_picks_a_with_probability_p() {
+        let s = generated("duration = { dist = \"bimodal\", a = \"20s\", b = \"5m\", p = 0.25 }");
+        let d = durations(&s.generated[0]);
+        let short = d.iter().filter(|&&x| x == 20.0).count();
+        let long = d.iter().filter(|&&x| x == 300.0).count();
+        assert_eq!(short + long, 2000, "exactly a or b without sigma");
+        assert!((400..600).contains(&short), "{short} of 2000 short");
+        let spread =
+            generated("duration = { dist = \"bimodal\", a = \"20s\", b = \"5m\", sigma = 0.1 }");
+        let d = durations(&spread.generated[0]);
+        assert!(d.iter().filter(|&&x| x < 60.0).count().abs_diff(1000) < 100);
+        assert!(
+            d.iter().any(|&x| x != 20.0 && x < 60.0),
+            "sigma spreads each mode"
+        );
+    }
+
+    #[test]
+    fn a_pareto_duration_starts_at_min_and_has_a_heavy_tail() {
+        let s = generated("duration = { dist = \"pareto\", alpha = 1.5, min = \"10s\" }");
+        let d = durations(&s.generated[0]);
+        assert!(d[0] >= 10.0);
+        // P(T > 40 s) = (10/40)^1.5 = 12.5 %.
+        let over = d.iter().filter(|&&x| x > 40.0).count();
+        assert!((180..320).contains(&over), "{over} of 2000 over 40 s");
+        assert!(d[d.len() - 1] <= 24.0 * 3600.0, "capped at a day");
+    }
+
+    #[test]
+    fn two_tables_with_later_starts_make_a_shift() {
+        let text = r#"
+[[generate]]
+count = 100
+id_prefix = "before-"
+flow = "FLOW123456"
+alias = "ALIAS12345"
+start_between = ["0s", "1h"]
+duration = { dist = "lognormal", median = "30s", sigma = 0.1 }
+
+[[generate]]
+count = 100
+id_prefix = "after-"
+flow = "FLOW123456"
+alias = "ALIAS12345"
+start_between = ["1h", "2h"]
+duration = { dist = "lognormal", median = "3m", sigma = 0.1 }
+"#;
+        let s = Scenario::parse(text).unwrap();
+        let (before, after) = (&s.generated[0], &s.generated[1]);
+        assert!(before.start_at_ms.iter().all(|&ms| ms <= 3_600_000));
+        assert!(after.start_at_ms.iter().all(|&ms| ms >= 3_600_000));
+        assert!(durations(before).iter().all(|&d| d < 60.0));
+        assert!(durations(after).iter().all(|&d| d > 120.0));
+    }
+
+    #[test]
+    fn a_duration_table_is_checked() {
+        let table = "[[generate]]\ncount = 1\nid_prefix = \"g-\"\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\n";
+        let cases = [
+            (
+                "duration = { dist = \"gamma\" }",
+                "generate[0].duration.dist",
+                "must be",
+            ),
+            (
+                "duration = { dist = \"pareto\", alpha = 1.5 }",
+                "generate[0].duration.min",
+                "is required",
+            ),
+            (
+                "duration = { dist = \"lognormal\", median = \"1m\", sigma = 0.3, mean = 2 }",
+                "generate[0].duration.mean",
+                "unknown key",
+            ),
+            (
+                "duration = { dist = \"bimodal\", a = \"1s\", b = \"2s\", p = 2 }",
+                "generate[0].duration.p",
+                "between",
+            ),
+            (
+                "duration = { dist = \"pareto\", alpha = 1.5, min = \"1s\" }\nend_between = [\"1s\", \"2s\"]",
+                "generate[0].duration",
+                "not both",
+            ),
+            ("", "generate[0].end_between", "is required"),
+            (
+                "end_between = [\"1s\", \"2s\"]\nstart_between = [\"2s\", \"1s\"]",
+                "generate[0].start_between",
+                "earliest",
+            ),
+            (
+                "end_between = [\"1s\", \"2s\"]\nstart_between = [\"0s\", \"60d\"]",
+                "generate[0].start_between",
+                "48 days",
+            ),
+        ];
+        for (rest, key, problem) in cases {
+            let (_, _, k, p) = invalid(&format!("{table}{rest}\n"));
+            assert_eq!(k, key, "{rest}");
+            assert!(p.contains(problem), "{rest}: {p}");
+        }
+    }
+
+    #[test]
+    fn list_order_is_scenario_or_shuffled() {
+        assert_eq!(
+            Scenario::parse("").unwrap().server.list_order,
+            ListOrder::Scenario
+        );
+        let s = Scenario::parse("list_order = \"shuffled\"").unwrap();
+        assert_eq!(s.server.list_order, ListOrder::Shuffled);
+        let (_, _, key, _) = invalid("list_order = \"random\"");
+        assert_eq!(key, "list_order");
     }
 }

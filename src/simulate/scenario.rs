@@ -4,7 +4,9 @@
 //! execution a request names and what it looks like at that moment. Pure.
 //!
 //! `[[generate]]` executions are stored once per table (the template) plus
-//! four bytes per execution (its end offset), so 100,000 of them stay small.
+//! four bytes per execution (its end offset), eight with `start_between` (and
+//! its start offset), so 100,000 of them stay small. `list_order = "shuffled"`
+//! adds four bytes per execution (its place in the listing).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,9 @@ pub struct Scenario {
     pub server: ServerKnobs,
     pub executions: Vec<Execution>,
     pub generated: Vec<Generated>,
+    /// With `list_order = "shuffled"`: listing position → scenario position
+    /// (`nth`), a seeded permutation of every execution. Empty: scenario order.
+    pub list_order: Vec<u32>,
 }
 
 /// Server-wide behaviour.
@@ -41,6 +46,18 @@ pub struct ServerKnobs {
     pub retry_after: Option<Duration>,
     pub region: String,
     pub account: String,
+    /// The order ListFlowExecutions lists in (the API leaves it undocumented).
+    pub list_order: ListOrder,
+}
+
+/// `list_order`: how ListFlowExecutions orders what it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    /// Explicit executions in file order, then each generated table in order.
+    #[default]
+    Scenario,
+    /// A permutation of that, drawn once from `seed`.
+    Shuffled,
 }
 
 impl Default for ServerKnobs {
@@ -55,6 +72,7 @@ impl Default for ServerKnobs {
             retry_after: None,
             region: "us-east-1".to_owned(),
             account: "123456789012".to_owned(),
+            list_order: ListOrder::Scenario,
         }
     }
 }
@@ -103,8 +121,13 @@ pub struct Generated {
     pub timeline: Vec<Step>,
     pub end_status: String,
     pub errors: Vec<NodeError>,
-    /// End offset of execution n (index n - 1), in milliseconds.
+    /// End offset of execution n (index n - 1), in milliseconds since the
+    /// simulator's start.
     pub end_at_ms: Vec<u32>,
+    /// Start offset of execution n (index n - 1), in milliseconds, with
+    /// `start_between`: the template's steps count from it. Empty: every
+    /// execution starts at 0 (the template's offsets are the simulator's).
+    pub start_at_ms: Vec<u32>,
 }
 
 impl Generated {
@@ -216,9 +239,16 @@ impl<'a> ExecRef<'a> {
                 )
             }
         };
+        let shift = match *self {
+            ExecRef::Generated(g, n) => g
+                .start_at_ms
+                .get((n - 1) as usize)
+                .map_or(Duration::ZERO, |&ms| Duration::from_millis(u64::from(ms))),
+            ExecRef::Explicit(_) => Duration::ZERO,
+        };
         template
             .iter()
-            .map(|s| (s.at, s.status.as_str()))
+            .map(move |s| (shift + s.at, s.status.as_str()))
             .chain(end)
     }
 
@@ -295,6 +325,15 @@ impl Scenario {
         None
     }
 
+    /// The execution at position `index` in ListFlowExecutions order: `nth`,
+    /// or with `list_order = "shuffled"` through the seeded permutation.
+    pub fn listed_nth(&self, index: usize) -> Option<ExecRef<'_>> {
+        if self.list_order.is_empty() {
+            return self.nth(index);
+        }
+        self.nth(*self.list_order.get(index)? as usize)
+    }
+
     /// The execution named by (flow id, alias id, execution id); the first match
     /// wins, explicit executions before generated ones.
     pub fn find(&self, flow: &str, alias: &str, id: &str) -> Option<ExecRef<'_>> {
@@ -367,9 +406,10 @@ impl Scenario {
                     + steps(&g.timeline)
                     + errors(&g.errors)
                     + g.end_at_ms.capacity() * std::mem::size_of::<u32>()
+                    + g.start_at_ms.capacity() * std::mem::size_of::<u32>()
             })
             .sum();
-        explicit + generated
+        explicit + generated + self.list_order.capacity() * std::mem::size_of::<u32>()
     }
 }
 
@@ -439,6 +479,7 @@ mod tests {
             end_status: "Succeeded".into(),
             errors: vec![],
             end_at_ms: (0..120).map(|n| 1000 + n).collect(),
+            start_at_ms: vec![],
         };
         let scenario = Scenario {
             generated: vec![g],

@@ -274,6 +274,39 @@ async fn a_request_without_authorization_is_refused() {
 }
 
 #[tokio::test]
+async fn the_sdk_paginator_gets_pages_of_10_whatever_max_results_says() {
+    let toml = format!(
+        "list_order = \"shuffled\"\n[[generate]]\ncount = 25\nid_prefix = \"g-\"\nflow = \"{FLOW}\"\nalias = \"{ALIAS}\"\nend_between = [\"1h\", \"2h\"]\n"
+    );
+    let sim = simulator(&toml).await;
+    let pages: Vec<_> = client(&sim)
+        .list_flow_executions()
+        .flow_identifier(FLOW)
+        .max_results(1000)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("every page parses");
+    let sizes: Vec<usize> = pages
+        .iter()
+        .map(|p| p.flow_execution_summaries().len())
+        .collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    let mut ids: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.flow_execution_summaries().iter())
+        .map(|s| s.execution_arn().rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let listed = ids.clone();
+    ids.sort();
+    assert_ne!(listed, ids, "shuffled");
+    ids.dedup();
+    assert_eq!(ids.len(), 25, "each once: {listed:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn list_flow_executions_paginates_through_every_execution() {
     let mut toml = String::new();
     for n in 1..=5 {

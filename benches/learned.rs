@@ -1,0 +1,359 @@
+//! Issue 11's benchmark, skeleton: for each workload, the daemon in-process
+//! against the in-process simulator, and the figures users feel: requests per
+//! execution and `detect_lag_ms` (mean, p50, p99, max) from the daemon's own
+//! `execution.transition` events. Today it runs `schedule = exponential`
+//! only (the default `[poll]` schedule); the learned one joins once
+//! `[poll] schedule` exists.
+//!
+//!     cargo bench --bench learned [-- --count 2000 --window 3600 --scale 0.05 --tail 600 --workloads a,b,c,d]
+//!
+//! Workloads (issue 11): (a) lognormal, median 60 s, σ 0.3; (b) bimodal, 20 s
+//! or 5 min; (c) Pareto, α 1.5, min 10 s; (d) lognormal σ 0.2 with a median
+//! of 30 s for the executions starting in the first half of the window and
+//! 3 min after. Each execution starts at a random time in the window
+//! (`start_between`) and does not exist before.
+//!
+//! Time is compressed by `--scale` so an hour of traffic takes minutes: every
+//! duration in the scenario and in `[poll]` (interval_initial 2 s, interval_max
+//! 60 s, multiplier 2, jitter 0.2) is multiplied by it, and the lags measured
+//! are divided by it, so the figures printed are in the workload's own
+//! seconds. Loopback latency (about a millisecond) is magnified by 1/scale too.
+//! A watch is added (config rewrite + reload) within `BATCH` of its
+//! execution's start, as a user adding it when starting the run would; the
+//! run lasts the window plus `--tail`, and executions still running then are
+//! reported, not measured. `rate_limit` is set high (1000/s) so the daemon's
+//! own budget does not shape the schedule.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use flowwatch::daemon::{Daemon, Edges, Reload};
+use flowwatch::poll::SdkFetcher;
+use flowwatch::service::http::Health;
+use flowwatch::service::metrics::Metrics;
+use flowwatch::service::notify::Notifier;
+use flowwatch::simulate::scenario::ExecRef;
+use flowwatch::simulate::{Scenario, Simulator};
+use flowwatch::state::Snapshot;
+
+use common::{arg, config_text, credentials};
+
+const ALIAS: &str = "ALIASBENCH";
+
+/// Watches are added in batches this often (real time).
+const BATCH: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy)]
+struct Setup {
+    count: usize,
+    /// The start window, in workload seconds.
+    window: f64,
+    /// Real seconds per workload second.
+    scale: f64,
+    /// How long after the window the run goes on, in workload seconds.
+    tail: f64,
+}
+
+impl Setup {
+    /// A workload duration as a scaled duration string.
+    fn d(&self, secs: f64) -> String {
+        format!("{}ms", (secs * 1000.0 * self.scale).round() as u64)
+    }
+}
+
+struct Workload {
+    name: &'static str,
+    flow: &'static str,
+    /// `[[generate]]` tables, given the setup.
+    tables: fn(&Setup, &str) -> String,
+}
+
+fn table(
+    s: &Setup,
+    flow: &str,
+    prefix: &str,
+    count: usize,
+    starts: (f64, f64),
+    duration: &str,
+) -> String {
+    format!(
+        "[[generate]]\ncount = {count}\nid_prefix = \"{prefix}\"\nflow = \"{flow}\"\nalias = \"{ALIAS}\"\nstart_between = [\"{}\", \"{}\"]\nduration = {duration}\n\n",
+        s.d(starts.0),
+        s.d(starts.1)
+    )
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "a",
+        flow: "FLOWLOGNRM",
+        tables: |s, flow| {
+            let d = format!(
+                "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.3 }}",
+                s.d(60.0)
+            );
+            table(s, flow, "a-", s.count, (0.0, s.window), &d)
+        },
+    },
+    Workload {
+        name: "b",
+        flow: "FLOWBIMODL",
+        tables: |s, flow| {
+            let d = format!(
+                "{{ dist = \"bimodal\", a = \"{}\", b = \"{}\", p = 0.5 }}",
+                s.d(20.0),
+                s.d(300.0)
+            );
+            table(s, flow, "b-", s.count, (0.0, s.window), &d)
+        },
+    },
+    Workload {
+        name: "c",
+        flow: "FLOWPARETO",
+        tables: |s, flow| {
+            let d = format!(
+                "{{ dist = \"pareto\", alpha = 1.5, min = \"{}\" }}",
+                s.d(10.0)
+            );
+            table(s, flow, "c-", s.count, (0.0, s.window), &d)
+        },
+    },
+    Workload {
+        name: "d",
+        flow: "FLOWSHIFT1",
+        tables: |s, flow| {
+            let half = s.count / 2;
+            let before = format!(
+                "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.2 }}",
+                s.d(30.0)
+            );
+            let after = format!(
+                "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.2 }}",
+                s.d(180.0)
+            );
+            table(s, flow, "d-before-", half, (0.0, s.window / 2.0), &before)
+                + &table(
+                    s,
+                    flow,
+                    "d-after-",
+                    s.count - half,
+                    (s.window / 2.0, s.window),
+                    &after,
+                )
+        },
+    },
+];
+
+/// The event lines the daemon writes, kept in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("no writer panics")
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn take(&self) -> Vec<serde_json::Value> {
+        let bytes = std::mem::take(&mut *self.0.lock().expect("no writer panics"));
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn main() {
+    let setup = Setup {
+        count: arg("count", 2000),
+        window: arg("window", 3600.0),
+        scale: arg("scale", 0.05),
+        tail: arg("tail", 600.0),
+    };
+    let chosen: String = arg("workloads", "a,b,c,d".to_string());
+    let captured = Captured::default();
+    let settings = flowwatch::config::LogSettings::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(flowwatch::event::subscriber(&settings, move || {
+        writer.clone()
+    }))
+    .expect("the bench installs the subscriber once");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    println!(
+        "learned: {} executions per workload starting within {} s, time × {}, run = window + {} s",
+        setup.count, setup.window, setup.scale, setup.tail
+    );
+    println!(
+        "  {:<3} {:<12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "", "schedule", "ended", "req/exec", "lag mean", "lag p50", "lag p99", "lag max"
+    );
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| chosen.split(',').any(|c| c.trim() == w.name))
+    {
+        let scenario_text = format!("seed = 11\n\n{}", (w.tables)(&setup, w.flow));
+        let scenario = Scenario::parse(&scenario_text).expect("the bench scenario parses");
+        let (requests, lags, shift) = runtime.block_on(run(&setup, scenario, &captured));
+        print_row(w.name, "exponential", &setup, requests, &lags);
+        if w.name == "d" {
+            let means: Vec<String> = shift
+                .chunks(100)
+                .map(|c| format!("{:.1}", c.iter().sum::<f64>() / c.len() as f64))
+                .collect();
+            println!(
+                "       mean lag (s) per 100 executions after the shift: {}",
+                means.join(" ")
+            );
+        }
+    }
+}
+
+fn print_row(name: &str, schedule: &str, setup: &Setup, requests: u64, lags: &[f64]) {
+    let mut sorted = lags.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "  ({name}) {:<12} {:>8} {:>8.2} {:>8.2}s {:>8.2}s {:>8.2}s {:>8.2}s",
+        schedule,
+        format!("{}/{}", lags.len(), setup.count),
+        requests as f64 / setup.count as f64,
+        sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
+        at(0.5),
+        at(0.99),
+        at(1.0),
+    );
+}
+
+/// One run: returns the GetFlowExecution requests, the lags (workload
+/// seconds) of every terminal transition, and for a shift workload the lags
+/// of the executions after it in start order.
+async fn run(setup: &Setup, scenario: Scenario, captured: &Captured) -> (u64, Vec<f64>, Vec<f64>) {
+    // (start offset, ARN) of every execution, in start order.
+    let mut starts: Vec<(Duration, String)> = (0..scenario.len())
+        .map(|i| {
+            let e = scenario.nth(i).expect("index below len");
+            let ExecRef::Generated(g, n) = e else {
+                unreachable!("the bench generates every execution")
+            };
+            let start = Duration::from_millis(u64::from(g.start_at_ms[(n - 1) as usize]));
+            (start, scenario.execution_arn(&e))
+        })
+        .collect();
+    starts.sort();
+    let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the simulator binds a loopback port");
+    let origin = Instant::now();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("flowwatch.toml");
+    let poll = format!(
+        "interval_initial = \"{}\"\ninterval_max = \"{}\"\nmultiplier = 2.0\nrate_limit = 1000.0\nmax_in_flight = 64\nnot_found_grace = \"{}\"",
+        setup.d(2.0),
+        setup.d(60.0),
+        setup.d(30.0)
+    );
+    let write = |arns: &[String]| {
+        let text = config_text(&sim.endpoint_url(), &poll, arns, None);
+        std::fs::write(&path, text).expect("write the config");
+    };
+    // A config needs a watch: start with the first execution, once it exists.
+    let mut added: Vec<String> = Vec::new();
+    let mut next = starts.iter().peekable();
+    tokio::time::sleep_until(origin + starts[0].0).await;
+    let now = origin.elapsed();
+    while let Some((_, arn)) = next.next_if(|(at, _)| *at <= now) {
+        added.push(arn.clone());
+    }
+    write(&added);
+    let config = flowwatch::config::load(&path).expect("the generated config is valid");
+    let fetch = SdkFetcher::new(
+        &config.aws,
+        config.poll.request_timeout,
+        Some(credentials()),
+    )
+    .await;
+    let edges = Edges {
+        default_region: None,
+        state: None,
+        restored: Snapshot::default(),
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::new()),
+        notifier: Notifier::disabled(),
+        files: None,
+        once: false,
+    };
+    let daemon =
+        Daemon::new(config, fetch, edges, Instant::now()).expect("every watch has a region");
+    let stop = CancellationToken::new();
+    let (reloads, reload_rx) = mpsc::channel(16);
+    let task = tokio::spawn(daemon.run(reload_rx, stop.clone()));
+    let end = Duration::from_secs_f64((setup.window + setup.tail) * setup.scale);
+    while origin.elapsed() < end {
+        let now = origin.elapsed();
+        let before = added.len();
+        while let Some((_, arn)) = next.next_if(|(at, _)| *at <= now) {
+            added.push(arn.clone());
+        }
+        if added.len() > before {
+            write(&added);
+            reloads.send(Reload::Signal).await.expect("the loop runs");
+        }
+        tokio::time::sleep(BATCH).await;
+    }
+    stop.cancel();
+    task.await.expect("the daemon loop does not panic");
+    let requests = sim
+        .stats()
+        .log
+        .iter()
+        .filter(|r| !r.execution.is_empty())
+        .count() as u64;
+    sim.shutdown().await;
+    let events = captured.take();
+    let terminal: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "execution.transition" && e["terminal"] == true)
+        .collect();
+    let lag = |e: &serde_json::Value| {
+        e["detect_lag_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0 / setup.scale
+    };
+    let lags: Vec<f64> = terminal.iter().map(|e| lag(e)).collect();
+    let order: std::collections::HashMap<&str, usize> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, arn))| (arn.as_str(), i))
+        .collect();
+    let mut after: Vec<(usize, f64)> = terminal
+        .iter()
+        .filter_map(|e| {
+            let arn = e["execution_arn"].as_str()?;
+            arn.contains("/execution/d-after-")
+                .then(|| (order[arn], lag(e)))
+        })
+        .collect();
+    after.sort_by_key(|(i, _)| *i);
+    (requests, lags, after.into_iter().map(|(_, l)| l).collect())
+}

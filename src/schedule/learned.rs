@@ -1,0 +1,563 @@
+//! Learned polling (issue 11): spend each request where an execution is
+//! likely to end. Pure: plain values, no clock, no I/O.
+//!
+//! In: terminal answers (`observe_ended`: `endedAt − startedAt`), watches
+//! that stopped without one (`observe_censored`), the ages of the watches
+//! still running, and the exponential policy the learned one must not
+//! outspend. Out: the delay before the next poll of a watch of age *a*
+//! (`Schedule::next_delay`), or `None` while nothing is learned (the caller
+//! then keeps the exponential schedule unchanged).
+//!
+//! - **Summary.** Per (region, flow, alias) a `DurationModel`: two
+//!   histograms of `BINS` log-spaced bins from 1 s to 25 h (about 9.4 % wide;
+//!   bin 0 is everything under 1 s), one for durations that ended and one for
+//!   ages at which a watch stopped without an end. Every observation first
+//!   multiplies all weights by `DECAY` (half-life `HALF_LIFE` observations),
+//!   so a flow that changes is followed. Runs under a second all share bin
+//!   0, so a sub-second flow (a test's) gains nothing, and loses little.
+//!   Serialized it is two arrays of
+//!   `BINS` numbers, 2–3 KiB of JSON.
+//! - **Estimate.** A Kaplan–Meier life table over the bins: an ended run is at
+//!   risk up to its bin and ends there; a censored one (stopped, or still
+//!   running at its current age) is at risk up to its bin, half of it in its
+//!   own bin. A faint log-uniform prior (`PRIOR_WEIGHT` observations in all)
+//!   keeps every hazard finite and positive, so ages beyond anything seen
+//!   still get polls. Within a bin the hazard is constant.
+//! - **Placement.** Poll density n(a) = c·√h(a) (the Lagrange optimum of
+//!   expected lag for a given expected number of requests), clamped to
+//!   [1/`interval_max`, 1/floor] with floor = `interval_initial` / 2, the
+//!   smallest gap: it scales with the user's own policy (and so works with
+//!   millisecond test intervals) and never polls faster than twice the pace
+//!   the user already accepted for the first poll. `c` is found by bisection
+//!   so that the expected requests per execution under the learned
+//!   distribution equal `SPEND` (95 %) of those of the exponential schedule
+//!   (interval_initial × multiplierᵏ capped at interval_max) under the same
+//!   distribution, or a given budget, whichever is less.
+//! - **Censoring.** The first runs seen ending are the short ones; counting
+//!   the still-running ones as not-ended-yet removes that bias. A running
+//!   watch counts with weight `1 − W/N_eff` (W: the decayed weight of ended
+//!   runs, N_eff = 1/(1 − DECAY)): full weight at a cold start, none once the
+//!   decayed sample is full. In steady state a full sample of recent endings
+//!   is already unbiased, and the running ones at full weight would outweigh
+//!   a sample that decay keeps small and flatten the hazard.
+//! - **Cold start** (`Models::estimate`): a (flow, alias) with fewer than
+//!   `MIN_OBSERVATIONS` (decayed) endings borrows the flow's other aliases in
+//!   its region; if they have fewer too, all flows of the region; with no
+//!   ending at all in the region, `None`.
+//!
+//! Cost: an estimate and its schedule take O(`BINS` × 60) arithmetic; a
+//! caller polling many watches of one flow should keep the `Schedule` and
+//! rebuild it when the model changes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Histogram bins: bin 0 is [0, 1 s), bins 1.. are log-spaced up to 25 h.
+pub const BINS: usize = 128;
+/// The upper edge of the last bin; longer durations count in the last bin.
+const MAX_SECS: f64 = 25.0 * 3600.0;
+/// Observations after which an old one weighs half.
+pub const HALF_LIFE: f64 = 30.0;
+/// Below this decayed weight of endings a level borrows from the next one.
+pub const MIN_OBSERVATIONS: f64 = 10.0;
+/// The share of the exponential schedule's expected requests a learned one
+/// aims at: a sample of a few dozen decayed runs misjudges the real count by
+/// a few percent either way, and "no more requests" must hold in reality.
+const SPEND: f64 = 0.95;
+/// Polls counted one by one when estimating a schedule's requests; the rest
+/// (a millisecond policy over 25 h) is integrated.
+const MAX_WALK: usize = 4096;
+/// Pseudo-observations spread evenly over the bins.
+const PRIOR_WEIGHT: f64 = 0.5;
+
+fn decay() -> f64 {
+    0.5f64.powf(1.0 / HALF_LIFE)
+}
+
+/// The effective sample size of a full decayed histogram.
+fn effective_size() -> f64 {
+    1.0 / (1.0 - decay())
+}
+
+/// The bins' edges in seconds: `edges()[i]..edges()[i + 1]` is bin i.
+fn edges() -> [f64; BINS + 1] {
+    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
+    let mut e = [0.0; BINS + 1];
+    for (i, edge) in e.iter_mut().enumerate().skip(1) {
+        *edge = ((i - 1) as f64 * ratio).exp();
+    }
+    e
+}
+
+fn bin(d: Duration) -> usize {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        return 0;
+    }
+    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
+    (1 + (secs.ln() / ratio).floor() as usize).min(BINS - 1)
+}
+
+/// What one (region, flow, alias) has taught: decayed histograms of ended
+/// durations and of censored ages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SavedModel", into = "SavedModel")]
+pub struct DurationModel {
+    ended: Vec<f32>,
+    censored: Vec<f32>,
+}
+
+/// The model as stored: lengths are checked on load.
+#[derive(Serialize, Deserialize)]
+struct SavedModel {
+    ended: Vec<f32>,
+    censored: Vec<f32>,
+}
+
+impl TryFrom<SavedModel> for DurationModel {
+    type Error = String;
+    fn try_from(saved: SavedModel) -> Result<Self, String> {
+        let fine = |v: &[f32]| v.len() == BINS && v.iter().all(|w| w.is_finite() && *w >= 0.0);
+        if !fine(&saved.ended) || !fine(&saved.censored) {
+            return Err(format!(
+                "a duration model has {BINS} non-negative weights per histogram"
+            ));
+        }
+        Ok(DurationModel {
+            ended: saved.ended,
+            censored: saved.censored,
+        })
+    }
+}
+
+impl From<DurationModel> for SavedModel {
+    fn from(m: DurationModel) -> SavedModel {
+        SavedModel {
+            ended: m.ended,
+            censored: m.censored,
+        }
+    }
+}
+
+impl Default for DurationModel {
+    fn default() -> Self {
+        DurationModel {
+            ended: vec![0.0; BINS],
+            censored: vec![0.0; BINS],
+        }
+    }
+}
+
+impl DurationModel {
+    /// Records a terminal answer: the execution took `duration`
+    /// (`endedAt − startedAt`).
+    pub fn observe_ended(&mut self, duration: Duration) {
+        self.fade();
+        self.ended[bin(duration)] += 1.0;
+    }
+
+    /// Records a watch that stopped at `age` without an end (abandoned,
+    /// removed): it ran at least that long.
+    pub fn observe_censored(&mut self, age: Duration) {
+        self.fade();
+        self.censored[bin(age)] += 1.0;
+    }
+
+    /// The decayed number of endings seen.
+    pub fn weight(&self) -> f64 {
+        self.ended.iter().map(|&w| f64::from(w)).sum()
+    }
+
+    fn fade(&mut self) {
+        let d = decay() as f32;
+        for w in self.ended.iter_mut().chain(self.censored.iter_mut()) {
+            *w *= d;
+            // Keep the stored numbers short and the arrays sparse-looking.
+            if *w < 1e-4 {
+                *w = 0.0;
+            }
+        }
+    }
+
+    /// The distribution this model (alone) gives, counting the watches still
+    /// running at `running` ages as censored.
+    pub fn estimate(&self, running: &[Duration]) -> Estimate {
+        Estimate::new(&[self], running)
+    }
+}
+
+/// An estimated duration distribution: a constant hazard per bin and the
+/// survival at each bin's lower edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    edges: [f64; BINS + 1],
+    /// Hazard per second within bin i.
+    hazard: [f64; BINS],
+    /// P(duration ≥ edges[i]); `survival[BINS]` is beyond 25 h.
+    survival: [f64; BINS + 1],
+}
+
+impl Estimate {
+    /// Pools `models` (summed histograms) and runs the life table.
+    fn new(models: &[&DurationModel], running: &[Duration]) -> Estimate {
+        let edges = edges();
+        let mut ended = [0.0f64; BINS];
+        let mut censored = [0.0f64; BINS];
+        for m in models {
+            for i in 0..BINS {
+                ended[i] += f64::from(m.ended[i]);
+                censored[i] += f64::from(m.censored[i]);
+            }
+        }
+        let weight: f64 = ended.iter().sum();
+        let running_weight = (1.0 - weight / effective_size()).max(0.0);
+        for &age in running {
+            censored[bin(age)] += running_weight;
+        }
+        let mut deaths = ended;
+        for d in deaths.iter_mut() {
+            *d += PRIOR_WEIGHT / BINS as f64;
+        }
+        let mut raw = [0.0f64; BINS];
+        let mut at_risk: f64 = deaths.iter().sum::<f64>() + censored.iter().sum::<f64>();
+        for i in 0..BINS {
+            let n = at_risk - censored[i] / 2.0;
+            // The prior keeps n ≥ deaths[i] > 0.
+            let q = (deaths[i] / n).min(1.0 - 1e-9);
+            raw[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
+            at_risk -= deaths[i] + censored[i];
+        }
+        // Smooth the hazard with a [1 2 1]/4 kernel: a few dozen samples in
+        // ~10 bins are noisy, and a neighbouring bin is only 9 % away.
+        // (Smoothing the deaths instead would spill them past the last
+        // censored age, where nobody is at risk, and end everything there.)
+        let mut hazard = [0.0f64; BINS];
+        let mut survival = [1.0f64; BINS + 1];
+        for i in 0..BINS {
+            let left = if i > 0 { raw[i - 1] } else { raw[i] };
+            let right = if i + 1 < BINS { raw[i + 1] } else { raw[i] };
+            hazard[i] = 0.25 * left + 0.5 * raw[i] + 0.25 * right;
+            survival[i + 1] = survival[i] * (-hazard[i] * (edges[i + 1] - edges[i])).exp();
+        }
+        Estimate {
+            edges,
+            hazard,
+            survival,
+        }
+    }
+
+    /// P(duration > `age`).
+    pub fn survival(&self, age: Duration) -> f64 {
+        let a = age.as_secs_f64().min(MAX_SECS);
+        let i = bin(age);
+        self.survival[i] * (-self.hazard[i] * (a - self.edges[i]).max(0.0)).exp()
+    }
+
+    /// The age below which half the executions end.
+    pub fn median(&self) -> Duration {
+        let i = (0..BINS)
+            .find(|&i| self.survival[i + 1] <= 0.5)
+            .unwrap_or(BINS - 1);
+        let into = (self.survival[i] / 0.5).ln() / self.hazard[i];
+        Duration::from_secs_f64((self.edges[i] + into).clamp(0.0, MAX_SECS))
+    }
+
+    /// Expected requests per execution of `policy`'s exponential schedule
+    /// under this distribution: a poll at age 0, then one at each
+    /// interval_initial × multiplierᵏ (capped at interval_max) step while the
+    /// execution has not ended by the previous poll.
+    pub fn exponential_requests(&self, policy: &Exponential) -> f64 {
+        let mut requests = 1.0;
+        let mut at = 0.0;
+        let mut gap = policy.initial.as_secs_f64().max(1e-3);
+        let max = policy.max.as_secs_f64().max(1e-3);
+        for _ in 0..MAX_WALK {
+            let alive = self.survival(Duration::from_secs_f64(at));
+            if alive < 1e-9 || at >= MAX_SECS {
+                return requests;
+            }
+            requests += alive;
+            at += gap.min(max);
+            gap = (gap * policy.multiplier).min(max);
+        }
+        requests + self.rest(at, |_| 1.0 / max)
+    }
+
+    /// The expected polls after a walk stopped at `at`, at `density` per
+    /// second: Σ S(tₖ) ≈ ∫ n·S da + S(at)/2.
+    fn rest(&self, at: f64, density: impl Fn(usize) -> f64) -> f64 {
+        let from = at.min(MAX_SECS);
+        let mut sum = 0.5 * self.survival(Duration::from_secs_f64(from));
+        for i in bin(Duration::from_secs_f64(from))..BINS {
+            let start = from.max(self.edges[i]);
+            let width = (self.edges[i + 1] - start).max(0.0);
+            let alive = self.survival(Duration::from_secs_f64(start));
+            let h = self.hazard[i];
+            let mass = if h * width > 1e-12 {
+                alive * (1.0 - (-h * width).exp()) / h
+            } else {
+                alive * width
+            };
+            sum += density(i) * mass;
+        }
+        sum
+    }
+
+    /// The learned schedule: poll density ∝ √hazard, spending the exponential
+    /// schedule's expected requests or `budget` (requests per execution),
+    /// whichever is less.
+    pub fn schedule(&self, policy: &Exponential, budget: Option<f64>) -> Schedule {
+        let exponential = SPEND * self.exponential_requests(policy);
+        let target = budget.map_or(exponential, |b| exponential.min(b));
+        let floor = policy.floor().as_secs_f64();
+        let max = policy.max.as_secs_f64().max(floor);
+        let root: Vec<f64> = self.hazard.iter().map(|h| h.sqrt()).collect();
+        let density = |c: f64, i: usize| (c * root[i]).clamp(1.0 / max, 1.0 / floor);
+        // Expected requests ≈ offset + ∫ n(a) S(a) da: roughly the poll at
+        // age 0 and the one that sees the end, less half a gap; the offset is
+        // then corrected against the exact count of the schedule found.
+        let integral = |c: f64| {
+            let mut sum = 0.0;
+            for i in 0..BINS {
+                let width = self.edges[i + 1] - self.edges[i];
+                let h = self.hazard[i];
+                let mass = if h * width > 1e-12 {
+                    self.survival[i] * (1.0 - (-h * width).exp()) / h
+                } else {
+                    self.survival[i] * width
+                };
+                sum += density(c, i) * mass;
+            }
+            sum
+        };
+        let build = |c: f64| {
+            let mut schedule = Schedule {
+                edges: self.edges,
+                density: [0.0; BINS],
+                floor: policy.floor(),
+                max: policy.max.max(policy.floor()),
+            };
+            for i in 0..BINS {
+                schedule.density[i] = density(c, i);
+            }
+            schedule
+        };
+        let mut offset = 1.5;
+        let mut best = build(0.0);
+        for _ in 0..3 {
+            let (mut lo, mut hi) = (1e-9f64, 1e9f64);
+            for _ in 0..60 {
+                let mid = (lo * hi).sqrt();
+                if offset + integral(mid) > target {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            best = build(lo);
+            let exact = self.requests(&best);
+            if exact <= target * 1.001 {
+                break;
+            }
+            offset += exact - (offset + integral(lo));
+        }
+        best
+    }
+
+    /// Expected requests per execution of `schedule`: a poll at age 0, then
+    /// each next one while the execution has not ended by the previous one.
+    fn requests(&self, schedule: &Schedule) -> f64 {
+        let mut requests = 1.0;
+        let mut at = Duration::ZERO;
+        for _ in 0..MAX_WALK {
+            let alive = self.survival(at);
+            if alive < 1e-9 || at.as_secs_f64() >= MAX_SECS {
+                return requests;
+            }
+            requests += alive;
+            at += schedule.next_delay(at);
+        }
+        requests + self.rest(at.as_secs_f64(), |i| schedule.density[i])
+    }
+}
+
+/// The exponential policy a learned schedule is measured against (the
+/// contract's `[poll]` interval_initial, multiplier, interval_max).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exponential {
+    pub initial: Duration,
+    pub multiplier: f64,
+    pub max: Duration,
+}
+
+impl Exponential {
+    /// The policy of a `[poll]` section; a multiplier below 1 counts as 1.
+    pub fn from_settings(settings: &crate::config::PollSettings) -> Exponential {
+        Exponential {
+            initial: settings.interval_initial,
+            multiplier: settings.multiplier.max(1.0),
+            max: settings.interval_max,
+        }
+    }
+
+    /// The smallest gap a learned schedule leaves: interval_initial / 2,
+    /// at least 1 ms, at most interval_max.
+    pub fn floor(&self) -> Duration {
+        (self.initial / 2)
+            .max(Duration::from_millis(1))
+            .min(self.max.max(Duration::from_millis(1)))
+    }
+}
+
+/// Poll density per bin, ready to place polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    edges: [f64; BINS + 1],
+    /// Polls per second within bin i, already clamped.
+    density: [f64; BINS],
+    floor: Duration,
+    max: Duration,
+}
+
+impl Schedule {
+    /// How long to wait after a poll at `age` (the execution's age: now −
+    /// startedAt): the gap that spends one poll's worth of density, within
+    /// [floor, interval_max].
+    pub fn next_delay(&self, age: Duration) -> Duration {
+        let mut at = age.as_secs_f64();
+        let mut left = 1.0;
+        let mut i = bin(age);
+        while i < BINS {
+            let end = self.edges[i + 1];
+            let room = (end - at).max(0.0) * self.density[i];
+            if room >= left {
+                at += left / self.density[i];
+                left = 0.0;
+                break;
+            }
+            left -= room;
+            at = end.max(at);
+            i += 1;
+        }
+        if left > 0.0 {
+            return self.max;
+        }
+        Duration::from_secs_f64((at - age.as_secs_f64()).max(0.0)).clamp(self.floor, self.max)
+    }
+}
+
+/// Which model: one (region, flow, alias).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ModelKey {
+    pub region: String,
+    pub flow: String,
+    pub alias: String,
+}
+
+/// Every model, with the cold-start fallbacks. Serializes as a list of
+/// `{region, flow, alias, model}` entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Vec<SavedEntry>", into = "Vec<SavedEntry>")]
+pub struct Models {
+    models: BTreeMap<ModelKey, DurationModel>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedEntry {
+    #[serde(flatten)]
+    key: ModelKey,
+    model: DurationModel,
+}
+
+impl From<Vec<SavedEntry>> for Models {
+    fn from(entries: Vec<SavedEntry>) -> Models {
+        Models {
+            models: entries.into_iter().map(|e| (e.key, e.model)).collect(),
+        }
+    }
+}
+
+impl From<Models> for Vec<SavedEntry> {
+    fn from(m: Models) -> Vec<SavedEntry> {
+        m.models
+            .into_iter()
+            .map(|(key, model)| SavedEntry { key, model })
+            .collect()
+    }
+}
+
+/// Which level of the cold-start fallback an estimate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Alias,
+    Flow,
+    Region,
+}
+
+impl Models {
+    /// Records a terminal answer of `key`'s execution that took `duration`.
+    pub fn observe_ended(&mut self, key: &ModelKey, duration: Duration) {
+        self.models
+            .entry(key.clone())
+            .or_default()
+            .observe_ended(duration);
+    }
+
+    /// Records `key`'s watch that stopped at `age` without an end.
+    pub fn observe_censored(&mut self, key: &ModelKey, age: Duration) {
+        self.models
+            .entry(key.clone())
+            .or_default()
+            .observe_censored(age);
+    }
+
+    /// `key`'s own model, if it has seen anything.
+    pub fn get(&self, key: &ModelKey) -> Option<&DurationModel> {
+        self.models.get(key)
+    }
+
+    /// The distribution for `key`, and the level it came from: its own model
+    /// once it has `MIN_OBSERVATIONS` endings, else the flow's aliases in the
+    /// region pooled, else every flow in the region pooled (any ending at
+    /// all), else `None`: keep the exponential schedule. `running` are the
+    /// ages of `key`'s watches still running (censored).
+    pub fn estimate(&self, key: &ModelKey, running: &[Duration]) -> Option<(Estimate, Level)> {
+        if let Some(own) = self.models.get(key)
+            && own.weight() >= MIN_OBSERVATIONS
+        {
+            return Some((Estimate::new(&[own], running), Level::Alias));
+        }
+        let in_region = || self.models.iter().filter(|(k, _)| k.region == key.region);
+        let flow: Vec<&DurationModel> = in_region()
+            .filter(|(k, _)| k.flow == key.flow)
+            .map(|(_, m)| m)
+            .collect();
+        if flow.iter().map(|m| m.weight()).sum::<f64>() >= MIN_OBSERVATIONS {
+            return Some((Estimate::new(&flow, running), Level::Flow));
+        }
+        let region: Vec<&DurationModel> = in_region().map(|(_, m)| m).collect();
+        if region.iter().map(|m| m.weight()).sum::<f64>() > 0.0 {
+            return Some((Estimate::new(&region, running), Level::Region));
+        }
+        None
+    }
+
+    /// The delay after a poll of `key`'s watch at `age`; `None` with nothing
+    /// learned (use the exponential schedule unchanged).
+    pub fn next_delay(
+        &self,
+        key: &ModelKey,
+        age: Duration,
+        running: &[Duration],
+        policy: &Exponential,
+        budget: Option<f64>,
+    ) -> Option<Duration> {
+        let (estimate, _) = self.estimate(key, running)?;
+        Some(estimate.schedule(policy, budget).next_delay(age))
+    }
+}
+
+#[cfg(test)]
+mod tests;
