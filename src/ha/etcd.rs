@@ -35,7 +35,7 @@ pub struct Etcd {
 /// What a campaign found.
 pub enum Campaign {
     /// This instance leads.
-    Won(Term),
+    Won(Box<Term>),
     /// Another does (`leader`, when its key could be read); its key was
     /// created at `revision`.
     Lost {
@@ -129,13 +129,13 @@ impl Etcd {
                         return Err(error);
                     }
                 };
-            return Ok(Campaign::Won(Term {
+            return Ok(Campaign::Won(Box::new(Term {
                 lease,
                 revision,
                 granted_at,
                 keeper,
                 answers,
-            }));
+            })));
         }
         // Not ours: the unused lease goes at once rather than at its TTL.
         self.revoke(lease).await;

@@ -177,9 +177,9 @@ impl Instance {
                 return None;
             }
             let mut wait_for = None;
-            match self.connected(endpoints, election).await {
-                Some(mut etcd) => match etcd.campaign().await {
-                    Ok(Campaign::Won(term)) => return Some((etcd, term)),
+            if let Some(mut etcd) = self.connected(endpoints, election).await {
+                match etcd.campaign().await {
+                    Ok(Campaign::Won(term)) => return Some((etcd, *term)),
                     Ok(Campaign::Lost { leader, revision }) => {
                         if leader.is_some() && leader != announced {
                             self.stand_by(leader.as_deref());
@@ -191,8 +191,7 @@ impl Instance {
                         tracing::warn!(error = %error_chain(&error), "cannot campaign on etcd; retrying");
                         self.etcd = None;
                     }
-                },
-                None => {}
+                }
             }
             let retry = self.ha.retry;
             let pause = async {
