@@ -43,6 +43,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The longest the shutdown's state flush may take: a stuck disk must not
 /// keep a stopping daemon alive (issue 7.8).
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+/// How often a loop whose HA gate is shut looks again (issue 12).
+const GATE_RECHECK: Duration = Duration::from_millis(100);
 /// The loop wakes at least this often to beat the health check and watchdog,
 /// even when no watch is due.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -194,7 +196,7 @@ impl<F: Fetch> Daemon<F> {
             if self.edges.once && self.is_finished() {
                 break;
             }
-            let wakeup = self.scheduler.next_wakeup();
+            let wakeup = self.next_wakeup(Instant::now());
             // Biased, in this order: a stop first; the heartbeat before the
             // busy branches so a flood of completions cannot starve the
             // watchdog; reloads before polls.
@@ -212,6 +214,16 @@ impl<F: Fetch> Daemon<F> {
             }
         }
         self.stop().await
+    }
+
+    /// The scheduler's next wakeup; while the HA gate is shut, no sooner
+    /// than `GATE_RECHECK` from now, so a due watch does not spin the loop.
+    fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let wakeup = self.scheduler.next_wakeup();
+        match &self.gate {
+            Some(gate) if !gate.may_poll(now) => wakeup.map(|at| at.max(now + GATE_RECHECK)),
+            _ => wakeup,
+        }
     }
 
     fn heartbeat_period(&self) -> Duration {

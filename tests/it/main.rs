@@ -10,3 +10,4 @@ mod config_input;
 mod service;
 mod secrets;
 mod ha;
+mod ha_gate;
