@@ -7,9 +7,14 @@
 //! hand-written polling loop).
 //!
 //!     cargo bench --bench throttle [-- --quota 20 --secs 60 --executions 0 --in-flight 16 --warmup 5]
+//!     cargo bench --bench throttle -- --quota 20 --drop-at 30 --secs 70 --executions 2000
 //!
 //! `--quota` takes a list (`5,20,100`); `--executions 0` means 25 × Q, so
-//! that covering every execution takes about 25 s at the quota. The
+//! that covering every execution takes about 25 s at the quota.
+//! `--drop-at S` (issue 7.11) runs the daemon alone against a quota that
+//! falls `--drop-factor` (5) fold S seconds in, and reports the throttled
+//! share in the 5 s after the drop and the goodput before and after it
+//! (from 10 s after the drop on). The
 //! simulator runs in-process (a fresh one per run, quota burst = 1 s worth)
 //! and its request log is the only source of the figures: the same
 //! counting for every contender.
@@ -37,7 +42,7 @@ use flowwatch::state::Snapshot;
 
 use common::{
     ALIAS, FLOW, arg, config_text, credentials, events_to_sink, execution_arns, execution_ids,
-    list_arg, running_scenario, sdk_client,
+    list_arg, running_scenario_with, sdk_client,
 };
 
 /// The bare loops poll one execution at most this often: the daemon's
@@ -65,6 +70,8 @@ struct Setup {
     warmup: Duration,
     in_flight: usize,
     rate_factor: f64,
+    /// The quota falls to quota / factor at this offset (`--drop-at`).
+    drop: Option<(Duration, f64)>,
 }
 
 fn main() {
@@ -74,6 +81,8 @@ fn main() {
     let in_flight: usize = arg("in-flight", 16);
     let rate_factor: f64 = arg("rate-factor", 5.0);
     let warmup: f64 = arg("warmup", 5.0);
+    let drop_at: f64 = arg("drop-at", 0.0);
+    let drop_factor: f64 = arg("drop-factor", 5.0);
     events_to_sink();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,7 +101,13 @@ fn main() {
             warmup: Duration::from_secs_f64(warmup),
             in_flight,
             rate_factor,
+            drop: (drop_at > 0.0).then(|| (Duration::from_secs_f64(drop_at), drop_factor)),
         };
+        if setup.drop.is_some() {
+            let stats = runtime.block_on(flowwatch(setup));
+            DropFigures::of(&stats, setup).print(setup);
+            continue;
+        }
         println!(
             "\nthrottle: quota {quota} req/s (burst {quota}), {} executions staying Running, {secs} s, {in_flight} in flight; flowwatch rate_limit = {}",
             setup.executions,
@@ -126,7 +141,15 @@ fn main() {
 }
 
 async fn simulator(setup: Setup) -> (Simulator, Scenario) {
-    let text = running_scenario(setup.executions, Some(setup.quota));
+    let schedule = match setup.drop {
+        Some((at, factor)) => format!(
+            "quota_schedule = [{{ at = \"{}ms\", quota = {:?} }}]\n",
+            at.as_millis(),
+            setup.quota / factor
+        ),
+        None => String::new(),
+    };
+    let text = running_scenario_with(setup.executions, Some(setup.quota), &schedule);
     let scenario = Scenario::parse(&text).expect("the bench scenario parses");
     let sim = Simulator::spawn(scenario.clone(), "127.0.0.1:0".parse().expect("an address"))
         .await
@@ -294,6 +317,81 @@ impl Figures {
             100.0 * self.ok as f64 / setup.run_for.as_secs_f64() / q,
             format!("{}/{}", self.covered_before_repeat, setup.executions),
             covered_at,
+        );
+    }
+}
+
+/// The quota-drop figures of one daemon run (`--drop-at`).
+struct DropFigures {
+    /// Requests and throttles that arrived in the 5 s after the drop.
+    requests_after: u64,
+    throttled_after: u64,
+    /// 200s per second from the warm-up to the drop, and from 10 s after the
+    /// drop to the end.
+    goodput_before: f64,
+    goodput_settled: f64,
+    throttled_overall: u64,
+    requests: u64,
+}
+
+/// How long after the drop the throttled share is counted.
+const DROP_WINDOW: Duration = Duration::from_secs(5);
+/// Goodput after the drop counts from this long after it.
+const SETTLE: Duration = Duration::from_secs(10);
+
+impl DropFigures {
+    fn of(stats: &Stats, setup: Setup) -> DropFigures {
+        let (at, _) = setup.drop.expect("a drop run");
+        assert_eq!(stats.log_dropped, 0, "the request log holds the whole run");
+        let (mut ok_before, mut ok_settled) = (0u64, 0u64);
+        let mut figures = DropFigures {
+            requests_after: 0,
+            throttled_after: 0,
+            goodput_before: 0.0,
+            goodput_settled: 0.0,
+            throttled_overall: 0,
+            requests: 0,
+        };
+        for record in stats.log.iter().filter(|r| r.at < setup.run_for) {
+            let throttled = record.status == 429;
+            figures.requests += 1;
+            figures.throttled_overall += u64::from(throttled);
+            if record.at >= at && record.at < at + DROP_WINDOW {
+                figures.requests_after += 1;
+                figures.throttled_after += u64::from(throttled);
+            }
+            if record.status == 200 {
+                ok_before += u64::from(record.at >= setup.warmup && record.at < at);
+                ok_settled += u64::from(record.at >= at + SETTLE);
+            }
+        }
+        figures.goodput_before = ok_before as f64 / (at - setup.warmup).as_secs_f64();
+        let settled = setup.run_for.saturating_sub(at + SETTLE).as_secs_f64();
+        figures.goodput_settled = ok_settled as f64 / settled.max(f64::MIN_POSITIVE);
+        figures
+    }
+
+    fn print(&self, setup: Setup) {
+        let (at, factor) = setup.drop.expect("a drop run");
+        let (q, after) = (setup.quota, setup.quota / factor);
+        println!(
+            "\nthrottle --drop-at: quota {q} -> {after} req/s at {:.0} s, {} executions staying Running, {:.0} s, {} in flight; flowwatch rate_limit = {}",
+            at.as_secs_f64(),
+            setup.executions,
+            setup.run_for.as_secs_f64(),
+            setup.in_flight,
+            setup.rate_factor * q
+        );
+        println!(
+            "  flowwatch daemon: throttled in the 5 s after the drop {:.1} % ({} of {}); goodput/Q before {:.1} %, from {} s after on {:.1} % of the new quota; throttled overall {:.1} % of {}",
+            100.0 * self.throttled_after as f64 / self.requests_after.max(1) as f64,
+            self.throttled_after,
+            self.requests_after,
+            100.0 * self.goodput_before / q,
+            SETTLE.as_secs(),
+            100.0 * self.goodput_settled / after,
+            100.0 * self.throttled_overall as f64 / self.requests.max(1) as f64,
+            self.requests,
         );
     }
 }

@@ -27,5 +27,6 @@ pub mod run; // process wiring: SDK client, state file, HTTP, signals, file watc
 pub mod ha; // active/standby: leadership on etcd, the poll gate, fenced shared state (issue 12)
 pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
 pub mod error; // the one error-chain formatter: `what: why: root cause`
+pub mod lock; // the one way to take a std Mutex (poison-tolerant)
 pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
 pub mod demo; // `flowwatch demo`: simulator and daemon in one process

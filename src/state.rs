@@ -473,19 +473,12 @@ async fn write_periodically(shared: Arc<Shared>, every: Duration) {
 
 impl Shared {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // A panic while holding this lock cannot leave the map half-updated
-        // (single insert/remove), so a poisoned lock is still usable.
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock::lock(&self.pending)
     }
 
     /// Writes the current map if dirty (or always, when `force`). Blocking.
     fn write(&self, force: bool) -> io::Result<()> {
-        let _writing = self
-            .writing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _writing = crate::lock::lock(&self.writing);
         let watches = {
             let mut pending = self.lock_pending();
             match pending.take_if_dirty() {

@@ -23,7 +23,12 @@ pub const ALIAS: &str = "ALIASBENCH";
 /// A scenario of `count` executions that stay `Running` for the whole bench
 /// (they end 40 days in), with an optional server quota.
 pub fn running_scenario(count: usize, quota: Option<f64>) -> String {
-    let quota = quota.map_or(String::new(), |q| format!("quota = {q:?}\n"));
+    running_scenario_with(count, quota, "")
+}
+
+/// `running_scenario` with more top-level lines (e.g. `quota_schedule`).
+pub fn running_scenario_with(count: usize, quota: Option<f64>, more: &str) -> String {
+    let quota = quota.map_or(String::new(), |q| format!("quota = {q:?}\n{more}"));
     format!(
         "seed = 1\n{quota}\n[[generate]]\ncount = {count}\nid_prefix = \"bench-\"\nflow = \"{FLOW}\"\nalias = \"{ALIAS}\"\nend_between = [\"40d\", \"41d\"]\n"
     )

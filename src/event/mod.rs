@@ -9,7 +9,7 @@ pub mod text;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
@@ -385,7 +385,7 @@ pub fn init_styled(settings: &LogSettings, style: TextStyle) -> Result<LevelHand
 
 /// The subscriber `init` installs, writing to `writer` instead of standard
 /// output: for tests, with `tracing::subscriber::with_default` or
-/// `set_default` (see `Capture`).
+/// `set_default`.
 pub fn subscriber<W>(settings: &LogSettings, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -432,59 +432,12 @@ where
     )
 }
 
-/// An in-memory writer for tests: pass a clone to `subscriber`, then read
-/// what was written.
-#[derive(Debug, Clone, Default)]
-pub struct Capture {
-    buffer: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Capture {
-    pub fn new() -> Self {
-        Capture::default()
-    }
-
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&buffer).into_owned()
-    }
-
-    /// Every line written so far, parsed as JSON (a line that is not JSON
-    /// becomes a JSON string, so a test sees it rather than losing it).
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.text()
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
-            })
-            .collect()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+#[cfg(test)]
+mod capture;
 
 #[cfg(test)]
 mod tests {
+    use super::capture::Capture;
     use super::*;
     use crate::config::LogFormat;
     use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 //! so a leader frozen past its lease (SIGSTOP, a long pause) sends nothing
 //! after it resumes, even before the leadership task has run again.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
@@ -38,10 +38,7 @@ impl Gate {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        // One `Option` store: a panic cannot leave it half-written.
-        self.open_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::lock::lock(&self.open_until)
     }
 }
 

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
 use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -139,11 +141,7 @@ impl SdkFetcher {
     /// The client for `region`, built on first use. An empty region means the
     /// shared config's.
     pub(super) fn client(&self, region: &Arc<str>) -> Client {
-        let mut clients = self
-            .inner
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut clients = lock(&self.inner.clients);
         if let Some(client) = clients.get(region) {
             return client.clone();
         }

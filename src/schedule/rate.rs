@@ -2,7 +2,8 @@
 //! adaptive rate.
 //!
 //! In: request starts (`try_acquire`/`take`) and their answers
-//! (`on_success`, `on_throttled`), each with the caller's `now`. Out: whether
+//! (`on_success`, `on_throttled`), each with when the request was sent and
+//! the caller's `now`. Out: whether
 //! a request may start now, or how long to wait.
 //!
 //! **The bucket.** Tokens refill at the current adapted rate (never above
@@ -20,8 +21,20 @@
 //!   That lands just under the server's quota in one step, where halving
 //!   would fall far below it. One step never cuts more than half, so one
 //!   odd measurement cannot collapse the rate. The bucket is drained.
-//! - Only requests sent after the last decrease can decrease it again: the
-//!   throttles of requests already in flight describe the old rate.
+//! - Only requests sent after the last decrease can decrease it again the
+//!   usual way: the throttles of requests already in flight describe the
+//!   old rate.
+//! - A sudden quota drop (issue 7.11) is found in a few steps, not in many
+//!   10 % ones measured against a 2 s window that still remembers the old
+//!   quota. (a) The answers to the requests in flight at a decrease: once
+//!   two or more are throttles and at least as many as the successes, the
+//!   rate drops again to 0.9 × their success share × the rate they were
+//!   sent at. (b) A throttle within 1 s of a decrease (but at least two
+//!   requests' time after it) measures the granted rate as the successes
+//!   since the decrease, plus one, over that time plus one request's time.
+//!   Against a steady quota they stay quiet: a decrease lands under it, so
+//!   neither a follow-up throttle nor mostly throttled answers come (the
+//!   quota tests in `schedule::tests` keep their figures).
 //! - After successes the rate recovers along a cubic of the time `t` since
 //!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
 //!   granted rate in K seconds, flattens there (where throttling happened),
@@ -45,6 +58,13 @@ const MAX_CUT: f64 = 0.5;
 /// requests at that rate, within `RECOVERY_SECS`.
 const RECOVERY_REQUESTS: f64 = 100.0;
 const RECOVERY_SECS: (f64, f64) = (10.0, 60.0);
+/// Throttled answers, of requests in flight at a decrease, that it takes
+/// to decrease again from their success share.
+const LATE_EVIDENCE: u32 = 2;
+/// A throttle this soon after the last decrease, but at least the time of
+/// `FOLLOW_REQUESTS` requests after it, measures the granted rate since it.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
+const FOLLOW_REQUESTS: f64 = 2.0;
 /// Lowest adapted rate, absolute (requests per second).
 const FLOOR_MIN: f64 = 0.1;
 /// Lowest adapted rate, as a share of `rate_limit`.
@@ -79,6 +99,11 @@ struct Decrease {
     granted: f64,
     /// Seconds from the decrease back to the plateau (the cubic's K).
     recovery_secs: f64,
+    /// The rate in force before it: requests in flight then were sent at it.
+    rate_before: f64,
+    /// Answers since then to requests sent before it: successes, throttles.
+    late_ok: u32,
+    late_throttled: u32,
 }
 
 impl RateBudget {
@@ -143,14 +168,18 @@ impl RateBudget {
         self.tokens -= 1.0;
     }
 
-    /// A request got an answer the service counted against the quota. The
-    /// rate recovers along the cubic (see the module comment).
-    pub fn on_success(&mut self, now: Instant) {
+    /// A request sent at `sent_at` got an answer the service counted against
+    /// the quota. The rate recovers along the cubic (see the module comment).
+    pub fn on_success(&mut self, sent_at: Instant, now: Instant) {
         self.successes.record(now);
         self.successes_since_decrease += 1;
-        let Some(decrease) = self.decrease else {
+        let Some(decrease) = self.decrease.as_mut() else {
             return; // never throttled: already at `rate_limit`
         };
+        if sent_at < decrease.at {
+            decrease.late_ok = decrease.late_ok.saturating_add(1);
+        }
+        let decrease = *decrease;
         let k = decrease.recovery_secs;
         let t = now.saturating_duration_since(decrease.at).as_secs_f64();
         let target = decrease.granted * (1.0 + (1.0 - BETA) * ((t - k) / k).powi(3));
@@ -159,26 +188,60 @@ impl RateBudget {
     }
 
     /// A request sent at `sent_at` was throttled. Returns whether the rate
-    /// went down: it does not for a request sent before the last decrease.
+    /// went down: for a request sent before the last decrease only when the
+    /// answers of those requests show the server granted far less.
     pub fn on_throttled(&mut self, sent_at: Instant, now: Instant) -> bool {
-        if self.decrease.is_some_and(|d| sent_at < d.at) {
-            return false;
+        if let Some(decrease) = self.decrease.as_mut().filter(|d| sent_at < d.at) {
+            decrease.late_throttled = decrease.late_throttled.saturating_add(1);
+            return self.correct(now);
         }
         let granted = self
             .granted(now)
             .min(self.rate)
             .max(self.rate * MAX_CUT / BETA);
+        self.decrease_to(granted * BETA, now);
+        true
+    }
+
+    /// Issue 7.11: after a sudden quota drop the rate measured at the first
+    /// throttle still describes the old quota. The requests in flight then
+    /// say more: when at least `LATE_EVIDENCE` of their answers are
+    /// throttles and no fewer than the successes, the server granted about
+    /// `rate_before` × their success share (counted as one success more,
+    /// so a few throttles cannot collapse the rate). Decreases again to
+    /// `BETA` × that, once per fresh piece of evidence; returns whether it did.
+    fn correct(&mut self, now: Instant) -> bool {
+        let decrease = self.decrease.expect("only called after a decrease");
+        let (ok, throttled) = (decrease.late_ok, decrease.late_throttled);
+        if throttled < LATE_EVIDENCE || throttled < ok {
+            return false;
+        }
+        let share = f64::from(ok + 1) / f64::from(ok + throttled + 1);
+        let target = decrease.rate_before * share * BETA;
+        if target >= self.rate {
+            return false;
+        }
+        self.decrease_to(target, now);
+        true
+    }
+
+    /// Drops the rate to `target` (within the floor and `rate_limit`) and
+    /// drains the bucket; the cubic restarts from here.
+    fn decrease_to(&mut self, target: f64, now: Instant) {
         self.refill(now);
-        self.rate = (granted * BETA).clamp(self.floor, self.limit);
+        let rate_before = self.rate;
+        self.rate = target.clamp(self.floor, self.limit);
         self.tokens = self.tokens.min(0.0);
         let granted = self.rate / BETA;
         self.decrease = Some(Decrease {
             at: now,
             granted,
             recovery_secs: (RECOVERY_REQUESTS / granted).clamp(RECOVERY_SECS.0, RECOVERY_SECS.1),
+            rate_before,
+            late_ok: 0,
+            late_throttled: 0,
         });
         self.successes_since_decrease = 0;
-        true
     }
 
     /// The rate the server granted lately, successes per second.
@@ -187,7 +250,21 @@ impl RateBudget {
         let since = self.decrease.map_or(self.successes.origin, |d| d.at);
         let elapsed = now.saturating_duration_since(since);
         if elapsed < WINDOW {
-            return recent;
+            let rate = self.rate;
+            let follows = self.decrease.is_some()
+                && elapsed < FOLLOW_WITHIN
+                && elapsed.as_secs_f64() >= FOLLOW_REQUESTS / rate;
+            if !follows {
+                return recent;
+            }
+            // Issue 7.11: a throttle soon after a decrease means the quota
+            // is well below what the 2 s window still remembers (a sudden
+            // drop). Measure the successes since that decrease instead,
+            // counting one more success in one more request's time: a few
+            // samples must not collapse the rate.
+            let since =
+                (self.successes_since_decrease + 1) as f64 / (elapsed.as_secs_f64() + 1.0 / rate);
+            return recent.min(since);
         }
         let average = self.successes_since_decrease as f64 / elapsed.as_secs_f64();
         recent.max(average)
@@ -333,7 +410,7 @@ mod tests {
         let mut budget = RateBudget::new(15.0, t0);
         // 2 s of successes at 10/s: the server grants 10/s.
         for k in 0..20 {
-            budget.on_success(t0 + ms(100 * k));
+            budget.on_success(t0 + ms(100 * k), t0 + ms(100 * k));
         }
         let now = t0 + ms(2000);
         assert!(budget.on_throttled(now, now));
@@ -371,12 +448,13 @@ mod tests {
         let t0 = Instant::now();
         let mut budget = RateBudget::new(15.0, t0);
         for k in 0..20 {
-            budget.on_success(t0 + ms(100 * k));
+            budget.on_success(t0 + ms(100 * k), t0 + ms(100 * k));
         }
         let decreased_at = t0 + ms(2000);
         budget.on_throttled(decreased_at, decreased_at); // granted 10/s → 9/s
         let rate_at = |budget: &mut RateBudget, secs: u64| {
-            budget.on_success(decreased_at + Duration::from_secs(secs));
+            let now = decreased_at + Duration::from_secs(secs);
+            budget.on_success(now, now);
             budget.rate()
         };
         let at_5 = rate_at(&mut budget, 5);
@@ -391,12 +469,87 @@ mod tests {
         assert_eq!(at_30, 15.0, "30 s after: capped at the rate limit");
     }
 
+    /// A budget at 100/s that saw 2 s of successes at that rate, then a
+    /// throttle at `t0` + 2 s: the rate drops to 90/s.
+    fn decreased_from_100(t0: Instant) -> (RateBudget, Instant) {
+        let mut budget = RateBudget::new(100.0, t0);
+        for k in 0..200 {
+            budget.on_success(t0 + ms(10 * k), t0 + ms(10 * k));
+        }
+        let decreased_at = t0 + ms(2000);
+        assert!(budget.on_throttled(decreased_at - ms(50), decreased_at));
+        assert!(
+            (budget.rate() - 90.0).abs() < 1e-9,
+            "rate {}",
+            budget.rate()
+        );
+        (budget, decreased_at)
+    }
+
+    #[test]
+    fn requests_in_flight_at_a_decrease_mostly_throttled_decrease_it_again() {
+        // Issue 7.11: sent at 100/s before the decrease, answered after it.
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let sent = decreased_at - ms(10);
+        budget.on_success(sent, decreased_at + ms(1));
+        let one = budget.on_throttled(sent, decreased_at + ms(2));
+        assert!(!one, "one throttle is no evidence");
+        assert!(budget.on_throttled(sent, decreased_at + ms(3)));
+        // (1 + 1) of (1 + 2 + 1) answers: half of 100/s, times 0.9.
+        let rate = budget.rate();
+        assert!((rate - 45.0).abs() < 1e-2, "rate {rate}");
+        // Counted afresh against the 90/s in force before this decrease:
+        // 2 throttles, no success: a third of it, times 0.9.
+        assert!(!budget.on_throttled(sent, decreased_at + ms(4)));
+        assert!(budget.on_throttled(sent, decreased_at + ms(5)));
+        let rate = budget.rate();
+        assert!((rate - 27.0).abs() < 1e-2, "rate {rate}");
+    }
+
+    #[test]
+    fn requests_in_flight_at_a_decrease_mostly_answered_change_nothing() {
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let sent = decreased_at - ms(10);
+        for k in 1..=4 {
+            budget.on_success(sent, decreased_at + ms(k));
+        }
+        assert!(!budget.on_throttled(sent, decreased_at + ms(5)));
+        assert!(!budget.on_throttled(sent, decreased_at + ms(6)));
+        let rate = budget.rate();
+        assert!((rate - 90.0).abs() < 0.1, "rate {rate}");
+    }
+
+    #[test]
+    fn a_throttle_soon_after_a_decrease_measures_the_rate_since_it() {
+        // Issue 7.11: 0.5 s after the decrease to 90/s, with 40 successes
+        // since: about 80/s granted, where the 2 s window still says 95/s.
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        for k in 1..=40 {
+            let at = decreased_at + Duration::from_micros(12_500 * k);
+            budget.on_success(at - ms(1), at);
+        }
+        let now = decreased_at + ms(500);
+        let before = budget.rate();
+        assert!(budget.on_throttled(now - ms(5), now));
+        let expected = 41.0 / (0.5 + 1.0 / before) * BETA;
+        let rate = budget.rate();
+        assert!(
+            (rate - expected).abs() < 1e-6,
+            "rate {rate}, expected {expected}"
+        );
+        assert!(rate < 75.0, "rate {rate}: the 2 s window would give 85.5");
+    }
+
     #[test]
     fn recovery_never_exceeds_the_rate_limit() {
         let t0 = Instant::now();
         let mut budget = RateBudget::new(20.0, t0);
         budget.on_throttled(t0, t0);
-        budget.on_success(t0 + Duration::from_secs(3600));
+        let now = t0 + Duration::from_secs(3600);
+        budget.on_success(now, now);
         assert_eq!(budget.rate(), 20.0);
     }
 

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -130,12 +132,6 @@ impl Drop for FileWatcher {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update under these locks is a single assignment or watch call:
-    // a panic elsewhere cannot leave them half-changed.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn log_watch_errors(errors: Vec<FileWatchError>) {

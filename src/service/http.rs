@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
 use std::time::Duration;
 
 use axum::Router;
@@ -136,18 +138,12 @@ impl Health {
     /// With `[ha]`: `Some(leader)` while this instance stands by (`/readyz`
     /// answers 503 naming the leader), `None` while it leads.
     pub fn set_standby(&self, standby: Option<Option<String>>) {
-        *self
-            .standby
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = standby;
+        *crate::lock::lock(&self.standby) = standby;
     }
 
     /// `Some(leader)` while standing by (see `set_standby`).
     pub fn standby(&self) -> Option<Option<String>> {
-        self.standby
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::lock::lock(&self.standby).clone()
     }
 
     /// Whether `set_ready` was called.
@@ -241,7 +237,7 @@ async fn accept_loop(
         };
         let closed = CancellationToken::new();
         {
-            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut open = lock(&open);
             while open.len() >= limits.max_connections.max(1) {
                 let Some((_, oldest)) = open.pop_first() else {
                     break;
@@ -283,10 +279,7 @@ struct Closing {
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        lock(&self.open).remove(&self.id);
     }
 }
 

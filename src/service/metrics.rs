@@ -264,10 +264,7 @@ impl Metrics {
             }
         }
 
-        let mut others = self
-            .other_watch_statuses
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut others = crate::lock::lock(&self.other_watch_statuses);
         for status in KNOWN_WATCH_STATUSES {
             let count = totals
                 .iter()

@@ -11,7 +11,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ids;
-use super::scenario::{Execution, Generated, ListOrder, NodeError, Scenario, ServerKnobs, Step};
+use super::scenario::{
+    Execution, Generated, ListOrder, NodeError, QuotaChange, Scenario, ServerKnobs, Step,
+};
 
 /// Why a scenario was refused.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> 
     root.allow(&[
         "quota",
         "quota_burst",
+        "quota_schedule",
         "error_rate",
         "seed",
         "latency",
@@ -122,6 +125,27 @@ fn server_knobs(root: &mut Fields<'_>) -> Result<ServerKnobs, ScenarioError> {
             return Err(v.error("must be at least 1"));
         }
         s.quota_burst = Some(burst);
+    }
+    if let Some(list) = root.get("quota_schedule") {
+        if s.quota.is_none() {
+            return Err(list.error("needs a `quota` to start from"));
+        }
+        for item in list.array()? {
+            let mut t = item.table()?;
+            t.allow(&["at", "quota"])?;
+            let at_value = t.require("at")?;
+            let at = at_value.duration()?;
+            if s.quota_schedule.last().is_some_and(|prev| prev.at > at) {
+                return Err(at_value.error("steps must be in time order"));
+            }
+            let quota_value = t.require("quota")?;
+            let quota = quota_value.f64()?;
+            if quota <= 0.0 {
+                return Err(quota_value.error("must be greater than 0"));
+            }
+            t.finish()?;
+            s.quota_schedule.push(QuotaChange { at, quota });
+        }
     }
     if let Some(v) = root.get("error_rate") {
         s.error_rate = v.f64()?;
@@ -705,6 +729,30 @@ mod tests {
             }) => (line, column, key, problem),
             other => panic!("expected a position error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_quota_schedule_changes_the_quota_at_offsets() {
+        let text = "quota = 20.0\nquota_schedule = [{ at = \"30s\", quota = 4.0 }]\n";
+        let s = Scenario::parse(text).unwrap();
+        let change = QuotaChange {
+            at: Duration::from_secs(30),
+            quota: 4.0,
+        };
+        assert_eq!(s.server.quota_schedule, [change]);
+    }
+
+    #[test]
+    fn a_quota_schedule_needs_a_quota_and_time_order() {
+        let (line, _, key, problem) = invalid("quota_schedule = []\n");
+        assert_eq!((line, key.as_str()), (1, "quota_schedule"), "{problem}");
+        let text = "quota = 5.0\nquota_schedule = [{ at = \"9s\", quota = 1.0 }, { at = \"2s\", quota = 2.0 }]\n";
+        let (line, _, key, problem) = invalid(text);
+        assert_eq!(
+            (line, problem.as_str()),
+            (2, "steps must be in time order"),
+            "{key}"
+        );
     }
 
     const ONE: &str = r#"

@@ -35,6 +35,9 @@ pub struct ServerKnobs {
     pub quota: Option<f64>,
     /// Token-bucket capacity; `None` = one second's worth of `quota`.
     pub quota_burst: Option<f64>,
+    /// Later quotas (`quota_schedule`), in time order: from `at` on, the
+    /// quota is `quota` with one second's worth of burst.
+    pub quota_schedule: Vec<QuotaChange>,
     /// Share of requests (0.0..=1.0) answered with `InternalServerException`.
     pub error_rate: f64,
     /// Seeds every random choice (faults, jitter, generated end offsets).
@@ -65,6 +68,7 @@ impl Default for ServerKnobs {
         ServerKnobs {
             quota: None,
             quota_burst: None,
+            quota_schedule: Vec::new(),
             error_rate: 0.0,
             seed: 0,
             latency: Duration::ZERO,
@@ -75,6 +79,15 @@ impl Default for ServerKnobs {
             list_order: ListOrder::Scenario,
         }
     }
+}
+
+/// One step of `quota_schedule`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaChange {
+    /// Offset from the simulator's start.
+    pub at: Duration,
+    /// Requests per second from then on.
+    pub quota: f64,
 }
 
 /// One `[[execution]]` table.

@@ -112,7 +112,9 @@ impl Simulator {
         let knobs = &scenario.server;
         let quota = knobs.quota.map(|rate| {
             let burst = knobs.quota_burst.unwrap_or(rate);
-            Mutex::new(TokenBucket::new(rate, burst, started_at))
+            let changes =
+                (knobs.quota_schedule.iter()).map(|change| (started_at + change.at, change.quota));
+            Mutex::new(TokenBucket::new(rate, burst, started_at).with_changes(changes))
         });
         let shared = Arc::new(Shared {
             rng: Mutex::new(fastrand::Rng::with_seed(knobs.seed)),

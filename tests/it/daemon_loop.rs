@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::capture::Capture;
 use flowwatch::config::{self, Config, LogFormat, LogSettings};
 use flowwatch::daemon::{Daemon, Edges, Reload, Report, Verdict};
-use flowwatch::event::Capture;
 use flowwatch::poll::{FailureKind, PollOutcome};
 use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;

@@ -183,6 +183,8 @@ impl std::fmt::Display for Events {
     }
 }
 
+#[path = "../../../src/event/capture.rs"]
+pub mod capture;
 pub mod etcd;
 pub mod scripted;
 
