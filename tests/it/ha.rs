@@ -2,7 +2,7 @@
 //! each aimed at its own simulator (same scenario, started together) so a
 //! simulator's request log says which instance sent what.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flowwatch::simulate::Simulator;
@@ -53,10 +53,6 @@ impl Instance {
     fn start(&self) -> Spawned {
         Spawned::start(support::flowwatch(&self.config, &["run"]))
     }
-
-    fn path(&self) -> &Path {
-        &self.config
-    }
 }
 
 fn leading(events: &Events) -> bool {
@@ -104,13 +100,13 @@ fn first_request(sim: &Simulator) -> Option<Duration> {
 }
 
 #[tokio::test]
-async fn a_killed_leader_is_replaced_within_two_leases_and_no_terminal_transition_is_lost() {
+async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transition_is_lost() {
     let etcd = Etcd::start().await;
     let ends = [
         ("run-1", "1s", "Succeeded"),
-        ("run-2", "6s", "Failed"),
-        ("run-3", "9s", "Succeeded"),
-        ("run-4", "12s", "TimedOut"),
+        ("run-2", "8s", "Failed"),
+        ("run-3", "15s", "Succeeded"),
+        ("run-4", "18s", "TimedOut"),
     ];
     let ids: Vec<&str> = ends.iter().map(|(id, _, _)| *id).collect();
     let (sim_a, sim_b) = (
@@ -127,70 +123,104 @@ async fn a_killed_leader_is_replaced_within_two_leases_and_no_terminal_transitio
             e.named("ha.standby").iter().any(|s| s["leader"] == "a")
         })
         .await;
-    first
-        .wait_for("a to report run-1's end", SOON, |e| {
-            terminals(e).iter().any(|(id, _)| id == "run-1")
-        })
-        .await;
-    // Past the state sync that carries run-1's end.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_kill = first.events();
-    first.signal("KILL");
+    let a_events = kill_after_reporting(first, "run-1").await;
     let killed_at = Instant::now();
-    let _ = first.wait_exit(SOON).await;
     let events = second
         .wait_for("b to lead after the kill", 2 * LEASE, leading)
         .await;
-    let takeover = killed_at.elapsed();
-    eprintln!("takeover after kill -9: {takeover:?}");
-    // The old leader's last write carried run-1: the successor does not replay it.
+    eprintln!("takeover after kill -9 of a: {:?}", killed_at.elapsed());
+    // a's last state write carried run-1's end: b does not replay it.
     assert!(
         !terminals(&events).iter().any(|(id, _)| id == "run-1"),
         "b replayed run-1:\n{events}"
     );
     // The killed instance restarts as a standby.
-    let restarted = a.start();
-    restarted.wait_for("a to stand by", SOON, standing_by).await;
-    let events = second
-        .wait_for("b to report every end", Duration::from_secs(30), |e| {
-            ["run-2", "run-3", "run-4"]
-                .iter()
-                .all(|id| terminals(e).iter().any(|(seen, _)| seen == id))
-        })
-        .await;
-    let mut reported = terminals(&before_kill);
-    reported.extend(terminals(&events));
-    for (id, _, end) in ends {
-        assert!(
-            reported.iter().any(|(seen, to)| seen == id && to == end),
-            "{id} never reported {end}; a:\n{before_kill}\nb:\n{events}"
-        );
-    }
-    assert!(
-        polled_only_while_leading(&events),
-        "b polled on standby:\n{events}"
-    );
-    assert!(
-        polled_only_while_leading(&restarted.events()),
-        "the restarted a polled on standby:\n{}",
-        restarted.events()
-    );
+    let third = a.start();
+    third.wait_for("a to stand by", SOON, standing_by).await;
     // Never both at once: every request a sent arrived before b's first.
-    let (a_last, b_first) = (
-        last_request(&sim_a).unwrap(),
-        first_request(&sim_b).unwrap(),
-    );
+    let a_last = last_request(&sim_a).expect("a polled");
+    let b_first = first_request(&sim_b).expect("b polled");
     assert!(
         a_last < b_first,
         "a's last request {a_last:?}, b's first {b_first:?}"
     );
+
+    let b_events = kill_after_reporting(second, "run-2").await;
+    let killed_at = Instant::now();
+    let events = third
+        .wait_for("the restarted a to lead after b's kill", 2 * LEASE, leading)
+        .await;
+    eprintln!("takeover after kill -9 of b: {:?}", killed_at.elapsed());
     assert!(
-        sim_a.stats().total() > 0 && !leading(&restarted.events()),
-        "the restarted a must not lead while b holds the lease"
+        !terminals(&events).iter().any(|(id, _)| id == "run-2"),
+        "the restarted a replayed run-2:\n{events}"
     );
-    let _ = a.path();
+    let b_last = last_request(&sim_b).expect("b polled");
+    // The new leader's first request follows its `ha.leading` shortly.
+    let since = Instant::now();
+    let a_again = loop {
+        let first = sim_a
+            .stats()
+            .log
+            .iter()
+            .map(|r| r.at)
+            .filter(|at| *at > a_last)
+            .min();
+        if first.is_some() || since.elapsed() > SOON {
+            break first;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        a_again.is_some_and(|at| b_last < at),
+        "b's last request {b_last:?}, the restarted a's first {a_again:?}"
+    );
+    assert!(
+        polled_only_while_leading(&b_events),
+        "b polled on standby:\n{b_events}"
+    );
+
+    let c_events = third
+        .wait_for(
+            "the restarted a to report every end",
+            Duration::from_secs(30),
+            |e| {
+                ["run-3", "run-4"]
+                    .iter()
+                    .all(|id| terminals(e).iter().any(|(seen, _)| seen == id))
+            },
+        )
+        .await;
+    assert!(
+        polled_only_while_leading(&c_events),
+        "the restarted a polled on standby:\n{c_events}"
+    );
+    let mut reported = terminals(&a_events);
+    reported.extend(terminals(&b_events));
+    reported.extend(terminals(&c_events));
+    for (id, _, end) in ends {
+        assert!(
+            reported.iter().any(|(seen, to)| seen == id && to == end),
+            "{id} never reported {end}; a:\n{a_events}\nb:\n{b_events}\na again:\n{c_events}"
+        );
+    }
 }
 
+/// Waits until `leader` reported `execution`'s end and one state sync more
+/// has passed, then kills it with SIGKILL; returns what it printed.
+async fn kill_after_reporting(leader: Spawned, execution: &str) -> Events {
+    leader
+        .wait_for(
+            &format!("the leader to report {execution}'s end"),
+            SOON,
+            |e| terminals(e).iter().any(|(id, _)| id == execution),
+        )
+        .await;
+    // Past the state sync (at most one a second) that carries that end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    leader.signal("KILL");
+    leader.wait_exit(SOON).await.events
+}
 #[tokio::test]
 async fn sigterm_on_the_leader_hands_over_before_the_lease_could_expire() {
     let etcd = Etcd::start().await;
