@@ -580,6 +580,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readyz_is_503_naming_the_leader_on_a_standby_and_the_gauge_says_which() {
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new().with_leader());
+        let (addr, shutdown, task) = start(health.clone(), metrics.clone()).await;
+        health.set_ready();
+
+        health.set_standby(Some(Some("host-a:812".to_string())));
+        let standby = get(addr, "/readyz").await;
+        assert_eq!(standby.status, 503);
+        assert_eq!(standby.body, "standby; leader: host-a:812\n");
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .body
+                .contains("flowwatch_leader 0")
+        );
+
+        health.set_standby(None);
+        metrics.set_leader(true);
+        assert_eq!(get(addr, "/readyz").await.status, 200);
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .body
+                .contains("flowwatch_leader 1")
+        );
+
+        shutdown.cancel();
+        task.await.expect("the server task ends");
+    }
+
+    #[tokio::test]
     async fn readyz_is_503_until_start_up_is_done() {
         let health = Arc::new(Health::default());
         let (addr, shutdown, task) = start(health.clone(), Arc::new(Metrics::new())).await;

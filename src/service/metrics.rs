@@ -330,6 +330,17 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_gauge_exists_only_with_ha() {
+        assert!(!Metrics::new().encode().contains("flowwatch_leader"));
+        let ha = Metrics::new().with_leader();
+        assert!(
+            ha.encode().contains("flowwatch_leader 0"),
+            "{}",
+            ha.encode()
+        );
+    }
+
+    #[test]
     fn every_family_is_exported_with_its_help_and_type() {
         let m = Metrics::new();
         m.throttled("us-east-1");
