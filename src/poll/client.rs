@@ -30,7 +30,7 @@ mod classify;
 #[cfg(test)]
 mod wire_tests;
 
-pub use classify::{MAX_TEXT_CHARS, REDACTED, Secrets, classify, scrub};
+pub use classify::{MAX_TEXT_CHARS, REDACTED, Secrets, classify, describe, scrub};
 
 /// What one request needs: the ids to send and the region to send them to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

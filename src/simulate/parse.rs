@@ -4,7 +4,7 @@
 //! an unknown key (a typo) is an error pointing at that key.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -15,24 +15,9 @@ use super::scenario::{
     Execution, Generated, ListOrder, NodeError, QuotaChange, Scenario, ServerKnobs, Step,
 };
 
-/// Why a scenario was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    #[error("{}:{line}:{column}: {key}: {problem}", .file.display())]
-    Invalid {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        key: String,
-        problem: String,
-    },
-    #[error("cannot read {}", .file.display())]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+/// Why a scenario was refused: the config's own error, so both read
+/// `file:line:column: key: problem`.
+pub type ScenarioError = crate::config::ConfigError;
 
 /// Largest `count` of one `[[generate]]` table.
 const MAX_GENERATED: u64 = 10_000_000;

@@ -385,7 +385,7 @@ fn failed(kind: FailureKind, code: Option<String>, message: String) -> PollOutco
 
 /// The causes under an SDK error, joined: its own `Display` is only the
 /// category ("dispatch failure"), the causes say what happened.
-fn describe(err: &dyn StdError, fallback: &str) -> String {
+pub fn describe(err: &dyn StdError, fallback: &str) -> String {
     let mut parts = Vec::new();
     let mut cause = err.source();
     while let Some(c) = cause {

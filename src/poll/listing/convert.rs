@@ -22,6 +22,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 
+use crate::poll::client::describe;
+
 use crate::poll::client::classify;
 use crate::poll::outcome::Status;
 use crate::poll::pages::{
@@ -156,19 +158,7 @@ fn unhandled(meta: &ErrorMetadata, err: &dyn StdError) -> GetFlowExecutionError 
     if meta.code().is_some() || meta.message().is_some() {
         return GetFlowExecutionError::generic(meta.clone());
     }
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        cause = c.source();
-    }
-    if parts.is_empty() {
-        parts.push(err.to_string());
-    }
-    GetFlowExecutionError::unhandled(parts.join(": "))
+    GetFlowExecutionError::unhandled(describe(err, &err.to_string()))
 }
 
 #[cfg(test)]
