@@ -43,6 +43,12 @@ pub use gate::Gate;
 /// returns the last term's report after a stop signal.
 pub async fn start(config: Config, options: StartOptions) -> Result<Report, DaemonError> {
     let ha = config.ha.clone().expect("ha::start runs only with [ha]");
+    if let Some(state) = &config.state {
+        tracing::warn!(
+            path = %state.path.display(),
+            "[state] is not used with [ha]: the snapshot lives in the engine"
+        );
+    }
     let shutdown = options.shutdown;
     let hurry = CancellationToken::new();
     crate::run::spawn_stop_on_signals(StopSignals::install(), shutdown.clone(), hurry.clone());
