@@ -123,13 +123,13 @@ async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transitio
             e.named("ha.standby").iter().any(|s| s["leader"] == "a")
         })
         .await;
-    let a_events = kill_after_reporting(first, "run-1").await;
+    let a_events = kill_after_reporting(first, "run-1", &etcd).await;
     let killed_at = Instant::now();
     let events = second
         .wait_for("b to lead after the kill", 2 * LEASE, leading)
         .await;
     eprintln!("takeover after kill -9 of a: {:?}", killed_at.elapsed());
-    // a's last state write carried run-1's end: b does not replay it.
+    // The state in etcd carried run-1's end: b does not replay it.
     assert!(
         !terminals(&events).iter().any(|(id, _)| id == "run-1"),
         "b replayed run-1:\n{events}"
@@ -145,7 +145,7 @@ async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transitio
         "a's last request {a_last:?}, b's first {b_first:?}"
     );
 
-    let b_events = kill_after_reporting(second, "run-2").await;
+    let b_events = kill_after_reporting(second, "run-2", &etcd).await;
     let killed_at = Instant::now();
     let events = third
         .wait_for("the restarted a to lead after b's kill", 2 * LEASE, leading)
@@ -206,9 +206,9 @@ async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transitio
     }
 }
 
-/// Waits until `leader` reported `execution`'s end and one state sync more
-/// has passed, then kills it with SIGKILL; returns what it printed.
-async fn kill_after_reporting(leader: Spawned, execution: &str) -> Events {
+/// Waits until `leader` reported `execution`'s end and the shared state in
+/// etcd holds it, then kills it with SIGKILL; returns what it printed.
+async fn kill_after_reporting(leader: Spawned, execution: &str, etcd: &Etcd) -> Events {
     leader
         .wait_for(
             &format!("the leader to report {execution}'s end"),
@@ -216,10 +216,37 @@ async fn kill_after_reporting(leader: Spawned, execution: &str) -> Events {
             |e| terminals(e).iter().any(|(id, _)| id == execution),
         )
         .await;
-    // Past the state sync (at most one a second) that carries that end.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let since = Instant::now();
+    while !saved_as_terminal(etcd, execution).await {
+        assert!(
+            since.elapsed() < SOON,
+            "{execution}'s end never reached etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     leader.signal("KILL");
     leader.wait_exit(SOON).await.events
+}
+
+/// Whether `kill9/state` in etcd saves `execution` as terminal.
+async fn saved_as_terminal(etcd: &Etcd, execution: &str) -> bool {
+    let Ok(mut client) = etcd_client::Client::connect([&etcd.endpoint], None).await else {
+        return false;
+    };
+    let Ok(answer) = client.get("kill9/state", None).await else {
+        return false;
+    };
+    let Some(kv) = answer.kvs().first() else {
+        return false;
+    };
+    let Ok(state) = serde_json::from_slice::<serde_json::Value>(kv.value()) else {
+        return false;
+    };
+    state["watches"].as_object().is_some_and(|watches| {
+        watches.iter().any(|(key, saved)| {
+            key.ends_with(&format!("/{execution}")) && saved["terminal"] == true
+        })
+    })
 }
 #[tokio::test]
 async fn sigterm_on_the_leader_hands_over_before_the_lease_could_expire() {
