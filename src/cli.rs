@@ -42,6 +42,26 @@ pub enum Command {
     },
     /// Simulator and daemon in one process, with bundled demo data.
     Demo,
+    /// Wait until each execution ends: exit 0 when every one Succeeded,
+    /// 3 when one ended otherwise or the timeout passed.
+    Wait {
+        #[arg(required = true, value_name = "EXECUTION_ARN")]
+        arns: Vec<String>,
+        /// Give up after this long (e.g. 2h); default: until each ends.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Default: AWS_REGION, else the standard chain.
+        #[arg(long)]
+        region: Option<String>,
+        /// Default: AWS_ENDPOINT_URL, else the real regional endpoint.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: WaitFormat,
+        /// Ask a running daemon's API instead (http://HOST:PORT).
+        #[arg(long)]
+        via: Option<String>,
+    },
 }
 
 /// The config file's path for `run` and `check`: `--config`, else
@@ -49,4 +69,11 @@ pub enum Command {
 pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("FLOWWATCH_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/etc/flowwatch/flowwatch.toml"))
+}
+
+/// `flowwatch wait --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitFormat {
+    Text,
+    Json,
 }

@@ -29,4 +29,5 @@ pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
 pub mod error; // the one error-chain formatter: `what: why: root cause`
 pub mod lock; // the one way to take a std Mutex (poison-tolerant)
 pub mod simulate; // a local stand-in for the Bedrock Agent Runtime endpoint
+pub mod wait; // `flowwatch wait`: the daemon with --once on ARNs, or a daemon's API
 pub mod demo; // `flowwatch demo`: simulator and daemon in one process

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use flowwatch::cli::{Cli, Command, config_path};
+use flowwatch::cli::{Cli, Command, WaitFormat, config_path};
 use flowwatch::daemon::{DaemonError, Verdict};
 use flowwatch::error::error_chain;
 use flowwatch::run::{self, StartOptions};
-use flowwatch::{config, demo, simulate};
+use flowwatch::{config, demo, simulate, wait};
 
 const CONFIG_ERROR: u8 = 2;
 const SOME_FAILED: u8 = 3;
@@ -60,6 +60,28 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error, 1),
             }
         }
+        Command::Wait {
+            arns,
+            timeout,
+            region,
+            endpoint_url,
+            format,
+            via,
+        } => {
+            let format = match format {
+                WaitFormat::Text => config::LogFormat::Text,
+                WaitFormat::Json => config::LogFormat::Json,
+            };
+            let args = wait::WaitArgs {
+                arns,
+                timeout,
+                region,
+                endpoint_url,
+                format,
+                via,
+            };
+            waiting(args)
+        }
         Command::Demo => match runtime().block_on(demo::run()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&*error, 1),
@@ -76,6 +98,34 @@ fn check(path: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error, CONFIG_ERROR),
+    }
+}
+
+fn waiting(args: wait::WaitArgs) -> ExitCode {
+    let result = match &args.via {
+        Some(url) => runtime().block_on(wait::via(url, &args)),
+        None => match wait::config(&args) {
+            Err(error) => Err(error),
+            Ok(config) => match flowwatch::event::init_styled(
+                &config.log,
+                flowwatch::event::text::TextStyle::for_stdout().brief(),
+            ) {
+                Err(error) => return fail(&error, 1),
+                Ok(_) => runtime().block_on(wait::direct(config, args.timeout)),
+            },
+        },
+    };
+    match result {
+        Ok(wait::Outcome::Succeeded) => ExitCode::SUCCESS,
+        Ok(wait::Outcome::NotSucceeded) => ExitCode::from(SOME_FAILED),
+        Err(
+            error @ (wait::WaitError::Usage(_)
+            | wait::WaitError::Config(_)
+            | wait::WaitError::Daemon(
+                DaemonError::Config(_) | DaemonError::NoRegion { .. } | DaemonError::Duplicate(_),
+            )),
+        ) => fail(&error, CONFIG_ERROR),
+        Err(error) => fail(&error, 1),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report};
+use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report, api};
 use crate::error::error_chain;
 use crate::event::{self, Event, LevelHandle};
 use crate::poll::SdkFetcher;
@@ -72,18 +72,30 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     .await;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
+    let mut api_inbox = None;
     if let Some(http) = &config.http {
-        service::http::serve(
+        let failed = |source| DaemonError::Http {
+            listen: http.listen,
+            source,
+        };
+        // The watch API (issue 10) answers from the loop through a channel.
+        let token = match &http.token_file {
+            Some(path) => Some(service::api::read_token(path).map_err(failed)?),
+            None => None,
+        };
+        let (client, inbox) = api::channel();
+        api_inbox = Some(inbox);
+        let routes = service::api::router(http, client, token, shutdown.clone());
+        service::http::serve_routes(
             http.listen,
+            service::http::LIMITS,
             health.clone(),
             metrics.clone(),
+            routes,
             shutdown.clone(),
         )
         .await
-        .map_err(|source| DaemonError::Http {
-            listen: http.listen,
-            source,
-        })?;
+        .map_err(failed)?;
     }
     let (state, restored) = match &config.state {
         None => (None, Snapshot::default()),
@@ -135,6 +147,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         once: options.once,
     };
     let mut daemon = Daemon::new(config, fetch, edges, Instant::now())?.with_hurry(hurry);
+    if let Some(inbox) = api_inbox {
+        daemon = daemon.with_api(inbox);
+    }
     if let Some(log_level) = options.log_level {
         daemon = daemon.with_log_level(log_level);
     }

@@ -30,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::watch::request::WatchRequest;
+
 /// The on-disk format this build reads and writes.
 pub const VERSION: u32 = 1;
 
@@ -51,6 +53,20 @@ pub struct SavedWatch {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub watches: BTreeMap<String, SavedWatch>,
+    /// The watches added over the HTTP API (issue 10), by the same key
+    /// strings: what was asked for, so a restart resumes them. A file
+    /// without this map (older builds) has none.
+    pub api: BTreeMap<String, SavedApiWatch>,
+}
+
+/// One watch added over the HTTP API, as `[state]` keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SavedApiWatch {
+    pub request: WatchRequest,
+    /// When it ended, in ms since the Unix epoch: it is dropped
+    /// `[http] keep_ended` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_unix_ms: Option<u64>,
 }
 
 /// Why the state file cannot be used at start-up.
@@ -177,12 +193,16 @@ struct OnDisk {
     #[allow(dead_code)] // checked through `Header` first
     version: u32,
     watches: BTreeMap<String, SavedWatch>,
+    #[serde(default)]
+    api: BTreeMap<String, SavedApiWatch>,
 }
 
 #[derive(Serialize)]
 struct OnDiskRef<'a> {
     version: u32,
     watches: &'a BTreeMap<String, SavedWatch>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    api: &'a BTreeMap<String, SavedApiWatch>,
 }
 
 /// Reads the state file. Never panics: a missing file is `Fresh`; a corrupt
@@ -236,6 +256,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("corrupt state file: {e}"))?;
     Ok(Snapshot {
         watches: on_disk.watches,
+        api: on_disk.api,
     })
 }
 
@@ -259,10 +280,11 @@ fn unix_secs_now() -> u64 {
 }
 
 /// The file's bytes for a snapshot.
-fn serialize(watches: &BTreeMap<String, SavedWatch>) -> Vec<u8> {
+fn serialize(snapshot: &Snapshot) -> Vec<u8> {
     let on_disk = OnDiskRef {
         version: VERSION,
-        watches,
+        watches: &snapshot.watches,
+        api: &snapshot.api,
     };
     serde_json::to_vec(&on_disk).expect("string keys and plain fields always serialize")
 }
@@ -271,7 +293,7 @@ fn serialize(watches: &BTreeMap<String, SavedWatch>) -> Vec<u8> {
 /// it from `spawn_blocking` in async code. Creates the parent directory (mode
 /// 0700) when missing; the file is mode 0600.
 pub fn write_atomic(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
-    write_bytes_atomic(path, &serialize(&snapshot.watches))
+    write_bytes_atomic(path, &serialize(snapshot))
 }
 
 fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -354,7 +376,7 @@ struct Shared {
 /// The in-memory copy and whether the disk lags behind it.
 #[derive(Default)]
 struct Pending {
-    watches: BTreeMap<String, SavedWatch>,
+    saved: Snapshot,
     dirty: bool,
     /// Whether the last write failed: the first failure is logged at ERROR,
     /// repeats at DEBUG, and the recovery at INFO.
@@ -364,12 +386,12 @@ struct Pending {
 impl Pending {
     /// The coalescing decision: a copy to write when something changed since
     /// the last write, else nothing. Clears the dirty flag.
-    fn take_if_dirty(&mut self) -> Option<BTreeMap<String, SavedWatch>> {
+    fn take_if_dirty(&mut self) -> Option<Snapshot> {
         if !self.dirty {
             return None;
         }
         self.dirty = false;
-        Some(self.watches.clone())
+        Some(self.saved.clone())
     }
 }
 
@@ -404,7 +426,7 @@ impl StateWriter {
             path,
             store,
             pending: Mutex::new(Pending {
-                watches: initial.watches,
+                saved: initial,
                 ..Pending::default()
             }),
             writing: Mutex::new(()),
@@ -421,8 +443,17 @@ impl StateWriter {
     /// Records a watch's latest saved facts; written with the next period.
     pub fn mark(&self, key: &str, saved: SavedWatch) {
         let mut pending = self.shared.lock_pending();
-        if pending.watches.get(key) != Some(&saved) {
-            pending.watches.insert(key.to_owned(), saved);
+        if pending.saved.watches.get(key) != Some(&saved) {
+            pending.saved.watches.insert(key.to_owned(), saved);
+            pending.dirty = true;
+        }
+    }
+
+    /// Records what was asked for an API watch (issue 10).
+    pub fn mark_api(&self, key: &str, saved: SavedApiWatch) {
+        let mut pending = self.shared.lock_pending();
+        if pending.saved.api.get(key) != Some(&saved) {
+            pending.saved.api.insert(key.to_owned(), saved);
             pending.dirty = true;
         }
     }
@@ -430,7 +461,8 @@ impl StateWriter {
     /// Drops a watch (a reload removed it); written with the next period.
     pub fn forget(&self, key: &str) {
         let mut pending = self.shared.lock_pending();
-        if pending.watches.remove(key).is_some() {
+        let api = pending.saved.api.remove(key).is_some();
+        if pending.saved.watches.remove(key).is_some() || api {
             pending.dirty = true;
         }
     }
@@ -483,7 +515,7 @@ impl Shared {
             let mut pending = self.lock_pending();
             match pending.take_if_dirty() {
                 Some(watches) => watches,
-                None if force => pending.watches.clone(),
+                None if force => pending.saved.clone(),
                 None => return Ok(()),
             }
         };
@@ -536,7 +568,30 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            api: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn api_watches_load_back_and_a_file_without_them_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("k", saved("Running", 1))]);
+        let request = WatchRequest {
+            execution_arn: Some("arn".into()),
+            ..WatchRequest::default()
+        };
+        s.api.insert(
+            "k".into(),
+            SavedApiWatch {
+                request,
+                ended_unix_ms: Some(5),
+            },
+        );
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+        fs::write(&path, r#"{"version":1,"watches":{}}"#).unwrap();
+        assert!(restored(&path).api.is_empty());
     }
 
     fn restored(path: &Path) -> Snapshot {
@@ -642,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_truncated_file_is_set_aside_with_its_bytes() {
-        let full = serialize(&snapshot(&[("k", saved("Running", 1))]).watches);
+        let full = serialize(&snapshot(&[("k", saved("Running", 1))]));
         assert_set_aside(&full[..full.len() / 2]);
     }
 
@@ -772,7 +827,10 @@ mod tests {
                 )
             })
             .collect();
-        let s = Snapshot { watches };
+        let s = Snapshot {
+            watches,
+            api: BTreeMap::new(),
+        };
         write_atomic(&path, &s).unwrap();
         let back = restored(&path);
         assert_eq!(back.watches.len(), 100_000);
@@ -783,11 +841,14 @@ mod tests {
     fn many_marks_make_one_pending_write() {
         let mut pending = Pending::default();
         for i in 0..1000 {
-            pending.watches.insert(format!("k{i}"), saved("Running", i));
+            pending
+                .saved
+                .watches
+                .insert(format!("k{i}"), saved("Running", i));
             pending.dirty = true;
         }
         let first = pending.take_if_dirty().expect("dirty after marks");
-        assert_eq!(first.len(), 1000);
+        assert_eq!(first.watches.len(), 1000);
         assert!(
             pending.take_if_dirty().is_none(),
             "a second write with no change"

@@ -76,7 +76,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         None => None,
     };
     let http = match &raw.http {
-        Some(http) => Some(settings::http_settings(&main, http)?),
+        Some(http) => Some(settings::http_settings(&main, http, &folder)?),
         None => None,
     };
     let ha = match &raw.ha {
@@ -114,7 +114,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 
     // With an include, an empty list is fine: a sidecar's watch folder starts empty.
-    if watches.is_empty() && include.is_empty() {
+    // So with [http]: watches may all come over the API (issue 10).
+    if watches.is_empty() && include.is_empty() && http.is_none() {
         return Err(ConfigError::File {
             file: path.to_path_buf(),
             problem: "no watches: add [[watch]] tables or an include".to_string(),

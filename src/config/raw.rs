@@ -90,6 +90,13 @@ pub struct RawState {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub keep_ended: Option<Spanned<String>>,
+    pub max_api_watches: Option<Spanned<i64>>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub max_long_polls: Option<Spanned<i64>>,
+    pub max_sse_clients: Option<Spanned<i64>>,
+    pub events_buffer: Option<Spanned<i64>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

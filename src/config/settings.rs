@@ -83,6 +83,40 @@ pub struct StateSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// A file holding the bearer token that write requests to `/v1` must
+    /// carry (issue 10); none: writes are open (the listener is loopback).
+    pub token_file: Option<PathBuf>,
+    /// How long an ended API watch stays queryable before it is dropped
+    /// from memory and `[state]`.
+    pub keep_ended: Duration,
+    /// API watches at once (ended ones kept for `keep_ended` count).
+    pub max_api_watches: usize,
+    /// The largest `POST /v1/watches` body.
+    pub max_body_bytes: usize,
+    /// Long polls waiting at once.
+    pub max_long_polls: usize,
+    /// `GET /v1/events` clients at once.
+    pub max_sse_clients: usize,
+    /// Events kept for clients that reconnect with `Last-Event-ID`.
+    pub events_buffer: usize,
+}
+
+impl HttpSettings {
+    /// The settings an `[http]` table with only `listen` gives.
+    pub fn on(listen: SocketAddr) -> HttpSettings {
+        HttpSettings {
+            listen,
+            token_file: None,
+            keep_ended: Duration::from_secs(3600),
+            max_api_watches: 10_000,
+            max_body_bytes: 64 * 1024,
+            // Both below the listener's connection cap (256), so a full
+            // house of waiters never locks a health probe out.
+            max_long_polls: 128,
+            max_sse_clients: 64,
+            events_buffer: 1024,
+        }
+    }
 }
 
 /// `[state] path` when the table is present but the key is not.
@@ -95,6 +129,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Most concurrent requests accepted (a semaphore's permit count stays sane).
 const MAX_IN_FLIGHT: i64 = 65_536;
+/// Largest `[http]` limit accepted: far beyond what one process serves.
+const MAX_COUNT: i64 = 10_000_000;
 
 pub(super) fn aws_settings(
     src: &Source<'_>,
@@ -308,6 +344,7 @@ pub(super) fn state_settings(
 pub(super) fn http_settings(
     src: &Source<'_>,
     raw: &raw::RawHttp,
+    folder: &Path,
 ) -> Result<HttpSettings, ConfigError> {
     let listen = match &raw.listen {
         None => SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -322,7 +359,69 @@ pub(super) fn http_settings(
             )
         })?,
     };
-    Ok(HttpSettings { listen })
+    let d = HttpSettings::on(listen);
+    let token_file = match &raw.token_file {
+        None => None,
+        Some(p) if p.get_ref().is_empty() => {
+            return Err(src.invalid(p.span(), "http.token_file", "must not be empty"));
+        }
+        Some(p) => Some(folder.join(p.get_ref())),
+    };
+    Ok(HttpSettings {
+        listen,
+        token_file,
+        keep_ended: duration(src, &raw.keep_ended, "http.keep_ended", d.keep_ended)?,
+        max_api_watches: count(
+            src,
+            &raw.max_api_watches,
+            "http.max_api_watches",
+            d.max_api_watches,
+        )?,
+        max_body_bytes: count(
+            src,
+            &raw.max_body_bytes,
+            "http.max_body_bytes",
+            d.max_body_bytes,
+        )?,
+        max_long_polls: count(
+            src,
+            &raw.max_long_polls,
+            "http.max_long_polls",
+            d.max_long_polls,
+        )?,
+        max_sse_clients: count(
+            src,
+            &raw.max_sse_clients,
+            "http.max_sse_clients",
+            d.max_sse_clients,
+        )?,
+        events_buffer: count(
+            src,
+            &raw.events_buffer,
+            "http.events_buffer",
+            d.events_buffer,
+        )?,
+    })
+}
+
+/// A count from 1 to `MAX_COUNT`.
+fn count(
+    src: &Source<'_>,
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match usize::try_from(*value.get_ref()) {
+        Ok(n) if (1..=MAX_COUNT).contains(value.get_ref()) => Ok(n),
+        _ => Err(src.invalid(
+            value.span(),
+            key,
+            format!("must be between 1 and {MAX_COUNT}, not {}", value.get_ref()),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +572,30 @@ mod tests {
         assert_eq!(
             config.http.unwrap().listen,
             "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn http_api_keys_have_defaults_and_are_checked() {
+        let dir = Dir::new();
+        let http = dir
+            .load(&format!("[http]\n{ONE_WATCH}"))
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(http.keep_ended, Duration::from_secs(3600));
+        assert_eq!(http.token_file, None);
+        let text = format!(
+            "[http]\nkeep_ended = \"5m\"\nmax_sse_clients = 3\ntoken_file = \"token\"\n{ONE_WATCH}"
+        );
+        let http = dir.load(&text).unwrap().http.unwrap();
+        assert_eq!(http.keep_ended, Duration::from_secs(300));
+        assert_eq!(http.max_sse_clients, 3);
+        assert!(http.token_file.unwrap().ends_with("token"));
+        let text = format!("[http]\nmax_long_polls = 0\n{ONE_WATCH}");
+        assert!(
+            dir.error(&text)
+                .contains("http.max_long_polls: must be between 1 and")
         );
     }
 }

@@ -219,6 +219,11 @@ impl Book {
         self.tracked.len()
     }
 
+    /// Every tracked watch, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &Tracked> {
+        self.tracked.values()
+    }
+
     pub fn get(&self, key: &WatchKey) -> Option<&Tracked> {
         self.tracked.get(key)
     }

@@ -9,6 +9,7 @@
 //! acts on a finished poll, `reload.rs` applies a new config.
 
 mod answer;
+pub mod api;
 mod book;
 mod reload;
 
@@ -118,6 +119,8 @@ pub struct Daemon<F: Fetch> {
     throttled: usize,
     /// Why the last reload was refused, to tell a real change from an echo.
     last_error: Option<String>,
+    /// The watch API's requests and memory (issue 10).
+    api: api::Room,
     /// With `[ha]`: polls start only while it is open (issue 12).
     gate: Option<crate::ha::Gate>,
 }
@@ -138,6 +141,7 @@ impl<F: Fetch> Daemon<F> {
             edges,
             throttled: 0,
             last_error: None,
+            api: api::Room::default(),
             gate: None,
             config,
         };
@@ -151,6 +155,7 @@ impl<F: Fetch> Daemon<F> {
         for (key, watch) in watches.iter() {
             daemon.add(key.clone(), watch.clone(), now);
         }
+        daemon.restore_api(now);
         // Saved watches the config no longer lists leave the state file.
         if let Some(state) = &daemon.edges.state {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
@@ -205,9 +210,12 @@ impl<F: Fetch> Daemon<F> {
                 () = shutdown.cancelled() => break,
                 _ = heartbeat.tick() => self.beat(),
                 Some(trigger) = reloads.recv() => self.reload(trigger, Instant::now()),
+                Some(request) = api::next_request(&mut self.api) => {
+                    self.answer_api(request, Instant::now());
+                }
                 Some(joined) = self.in_flight.join_next_with_id() => {
                     let now = Instant::now();
-                    self.joined(joined, now);
+                    self.joined_noting(joined, now);
                     self.start_ready(now);
                 }
                 () = sleep_until_or_never(wakeup) => self.start_ready(Instant::now()),
@@ -239,6 +247,7 @@ impl<F: Fetch> Daemon<F> {
         self.edges.health.beat();
         self.edges.notifier.watchdog();
         self.report_status();
+        self.sweep_ended();
     }
 
     fn report_status(&self) {
@@ -280,6 +289,14 @@ impl<F: Fetch> Daemon<F> {
     /// Tracks a watch, resuming it from the state file when it was saved,
     /// and polls it unless it already ended.
     fn add(&mut self, key: WatchKey, watch: Arc<Watch>, now: Instant) {
+        if let Some(tracked) = self.book.get_mut(&key)
+            && api::is_api(tracked)
+        {
+            // Already watched over the API (issue 10): the config now lists
+            // it too, and its watch (source, labels) goes on from here.
+            tracked.watch = watch;
+            return;
+        }
         if let Some(arn) = watch.target.arn.as_deref()
             && let Some(keeper) = self.book.learned_by(arn)
         {

@@ -58,6 +58,10 @@ where
     ) -> fmt::Result {
         let record = Record::of(event);
         let now = SystemTime::now();
+        if record.event.is_some() && crate::service::stream::is_on() {
+            // `/v1/events` carries the JSON line whatever `[log] format` is.
+            crate::service::stream::publish(&record.json(now));
+        }
         let line = match self.format {
             LogFormat::Json => record.json(now),
             LogFormat::Text => text::render(&record, now, self.style),

@@ -193,6 +193,18 @@ pub async fn serve_with(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    serve_routes(listen, limits, health, metrics, Router::new(), shutdown).await
+}
+
+/// `serve_with`, also answering `routes` (the `/v1` API, issue 10).
+pub async fn serve_routes(
+    listen: SocketAddr,
+    limits: Limits,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    routes: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
@@ -200,6 +212,7 @@ pub async fn serve_with(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(Shared { health, metrics })
+        .merge(routes)
         .layer(middleware::from_fn_with_state(limits, bounded_body));
     let task = tokio::spawn(accept_loop(listener, app, limits, shutdown));
     tracing::debug!(listen = %bound, "health and metrics endpoint listening");

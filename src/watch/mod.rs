@@ -6,6 +6,7 @@
 //! sets on reload.
 
 pub mod ids;
+pub mod request;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

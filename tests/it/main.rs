@@ -9,5 +9,6 @@ mod cli;
 mod config_input;
 mod service;
 mod secrets;
+mod api;
 mod ha;
 mod ha_gate;
