@@ -51,6 +51,9 @@ impl StartOptions {
 /// Wires the edges (SDK client, state file, HTTP, systemd, signals, file
 /// watching) around the loop and runs it to the end.
 pub async fn start(config: Config, options: StartOptions) -> Result<Report, DaemonError> {
+    if config.ha.is_some() {
+        return crate::ha::start(config, options).await;
+    }
     // Signal handlers first, before anything that can block (the SDK's
     // region chain, binding HTTP, reading state): a stop during start-up is
     // not lost, and a second one is not fatal (issue 7.8).
@@ -154,7 +157,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
 }
 
 /// State writes are coalesced to at most one per this period.
-const STATE_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const STATE_EVERY: Duration = Duration::from_secs(1);
 /// A changed file is re-read once it has been quiet this long, so a file
 /// being written is not read half-way.
 const FILES_QUIET: Duration = Duration::from_millis(300);
@@ -189,7 +192,7 @@ pub async fn wait_for_stop_signal() {
 
 /// The first stop signal cancels `shutdown` (graceful), the second `hurry`
 /// (stop waiting for in-flight polls).
-fn spawn_stop_on_signals(
+pub(crate) fn spawn_stop_on_signals(
     mut signals: StopSignals,
     shutdown: CancellationToken,
     hurry: CancellationToken,
@@ -202,7 +205,7 @@ fn spawn_stop_on_signals(
     });
 }
 
-fn spawn_reload_on_sighup(reload_tx: mpsc::Sender<Reload>) {
+pub(crate) fn spawn_reload_on_sighup(reload_tx: mpsc::Sender<Reload>) {
     // Registered before READY: SIGHUP's default action would end the process.
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP can be handled on unix");
     tokio::spawn(async move {

@@ -255,6 +255,11 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
     })
 }
 
+/// A snapshot from bytes a `Store` saved; the error is a short phrase.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    parse(bytes)
+}
+
 /// Parses the file's bytes; the error is a short phrase for the event.
 fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
     let header: Header =
@@ -366,12 +371,20 @@ fn write_then_rename(temp: &Path, path: &Path, dir: &Path, bytes: &[u8]) -> io::
 pub struct StateWriter {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
-    /// Held for as long as this writer may write.
-    _lock: StateLock,
+    /// Held for as long as this writer may write (none for a `Store`).
+    _lock: Option<StateLock>,
+}
+
+/// Somewhere other than the file that a snapshot's bytes go: the HA engine's
+/// key, written with a fenced transaction (issue 12). `save` blocks.
+pub trait Store: Send + Sync + 'static {
+    fn save(&self, bytes: &[u8]) -> io::Result<()>;
 }
 
 struct Shared {
+    /// The file, or what names the store in log lines.
     path: PathBuf,
+    store: Option<Box<dyn Store>>,
     pending: Mutex<Pending>,
     /// Held for a whole write, so writes land on disk in snapshot order.
     writing: Mutex<()>,
@@ -406,8 +419,30 @@ impl StateWriter {
     /// dropped. Nothing is written until something changes or `flush`.
     /// Must be called inside a tokio runtime.
     pub fn spawn(lock: StateLock, initial: Snapshot, every: Duration) -> StateWriter {
+        let path = lock.path().to_path_buf();
+        StateWriter::start(path, None, Some(lock), initial, every)
+    }
+
+    /// Like `spawn`, but snapshots go to `store` (named `name` in log lines).
+    pub fn spawn_to(
+        store: Box<dyn Store>,
+        name: &str,
+        initial: Snapshot,
+        every: Duration,
+    ) -> StateWriter {
+        StateWriter::start(PathBuf::from(name), Some(store), None, initial, every)
+    }
+
+    fn start(
+        path: PathBuf,
+        store: Option<Box<dyn Store>>,
+        lock: Option<StateLock>,
+        initial: Snapshot,
+        every: Duration,
+    ) -> StateWriter {
         let shared = Arc::new(Shared {
-            path: lock.path().to_path_buf(),
+            path,
+            store,
             pending: Mutex::new(Pending {
                 saved: initial,
                 ..Pending::default()
@@ -502,7 +537,11 @@ impl Shared {
                 None => return Ok(()),
             }
         };
-        let result = write_bytes_atomic(&self.path, &serialize(&watches));
+        let bytes = serialize(&watches);
+        let result = match &self.store {
+            Some(store) => store.save(&bytes),
+            None => write_bytes_atomic(&self.path, &bytes),
+        };
         let mut pending = self.lock_pending();
         match &result {
             Ok(()) => {

@@ -45,6 +45,10 @@ pub(super) fn one_include<'a>(
             "http.include",
             raw.http.as_ref().and_then(|h| h.include.as_ref()),
         ),
+        (
+            "ha.include",
+            raw.ha.as_ref().and_then(|h| h.get_ref().include.as_ref()),
+        ),
     ];
     let mut found: Option<(&'static str, &'a Globs)> = None;
     for (key, value) in places {

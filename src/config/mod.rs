@@ -8,6 +8,7 @@
 
 mod error;
 mod flows;
+mod ha;
 mod include;
 pub mod raw;
 mod settings;
@@ -22,6 +23,7 @@ use raw::RawMain;
 
 pub use error::ConfigError;
 pub use flows::{FlowWatch, Since};
+pub use ha::{HaBackend, HaSettings};
 pub use settings::{
     AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, StateSettings,
 };
@@ -43,6 +45,8 @@ pub struct Config {
     pub log: LogSettings,
     pub state: Option<StateSettings>,
     pub http: Option<HttpSettings>,
+    /// `[ha]`: absent, nothing changes (issue 12).
+    pub ha: Option<HaSettings>,
     /// The `include` globs, made absolute (relative to the main file's folder).
     pub include: Vec<String>,
     /// Every watch of every file, deduplicated.
@@ -78,6 +82,10 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let http = match &raw.http {
         Some(http) => Some(settings::http_settings(&main, http, &folder)?),
+        None => None,
+    };
+    let ha = match &raw.ha {
+        Some(ha) => Some(ha::ha_settings(&main, ha)?),
         None => None,
     };
     let (key, globs) = include::one_include(&main, &raw)?
@@ -129,6 +137,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         log,
         state,
         http,
+        ha,
         include,
         watches,
         flows,

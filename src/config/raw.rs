@@ -24,6 +24,7 @@ pub struct RawMain {
     pub log: RawLog,
     pub state: Option<RawState>,
     pub http: Option<RawHttp>,
+    pub ha: Option<Spanned<RawHa>>,
     pub include: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub watch: Vec<Spanned<RawWatch>>,
@@ -113,6 +114,24 @@ pub struct RawHttp {
     pub max_long_polls: Option<Spanned<i64>>,
     pub max_sse_clients: Option<Spanned<i64>>,
     pub events_buffer: Option<Spanned<i64>>,
+    /// A top-level `include` written after this table's header lands here in
+    /// TOML; the contract's own example does that, so it is accepted.
+    pub include: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[ha]`: active/standby on etcd or Kubernetes (issue 12); checked in `config/ha.rs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHa {
+    pub backend: Option<Spanned<String>>,
+    pub endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    pub election: Option<Spanned<String>>,
+    pub lease_name: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    pub lease: Option<Spanned<String>>,
+    pub renew_deadline: Option<Spanned<String>>,
+    pub retry: Option<Spanned<String>>,
+    pub identity: Option<Spanned<String>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

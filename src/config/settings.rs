@@ -301,7 +301,7 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
 }
 
 /// A duration string such as "500ms", "2s", "5m" or "25h"; above zero.
-fn duration(
+pub(super) fn duration(
     src: &Source<'_>,
     value: &Option<Spanned<String>>,
     key: &str,

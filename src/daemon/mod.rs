@@ -49,6 +49,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The longest the shutdown's state flush may take: a stuck disk must not
 /// keep a stopping daemon alive (issue 7.8).
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+/// How often a loop whose HA gate is shut looks again (issue 12).
+const GATE_RECHECK: Duration = Duration::from_millis(100);
 /// The loop wakes at least this often to beat the health check and watchdog,
 /// even when no watch is due.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -128,6 +130,8 @@ pub struct Daemon<F: Fetch + Lister> {
     last_error: Option<String>,
     /// The watch API's requests and memory (issue 10).
     api: api::Room,
+    /// With `[ha]`: polls start only while it is open (issue 12).
+    gate: Option<crate::ha::Gate>,
 }
 
 impl<F: Fetch + Lister> Daemon<F> {
@@ -149,6 +153,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             throttled: 0,
             last_error: None,
             api: api::Room::default(),
+            gate: None,
             config,
         };
         let mut watches = daemon.config.watches.clone();
@@ -187,6 +192,13 @@ impl<F: Fetch + Lister> Daemon<F> {
         self
     }
 
+    /// Polls start only while `gate` is open: a standby, or a leader whose
+    /// renewal is overdue, sends nothing (issue 12).
+    pub fn with_gate(mut self, gate: crate::ha::Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Runs until shutdown, or with `--once` until every watch has ended.
     pub async fn run(
         mut self,
@@ -203,10 +215,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             if self.edges.once && self.is_finished() {
                 break;
             }
-            let wakeup = earliest(
-                earliest(self.scheduler.next_wakeup(), self.details_wakeup()),
-                self.discovery_wakeup(),
-            );
+            let wakeup = self.next_wakeup(Instant::now());
             // Biased, in this order: a stop first; the heartbeat before the
             // busy branches so a flood of completions cannot starve the
             // watchdog; reloads before polls.
@@ -237,6 +246,21 @@ impl<F: Fetch + Lister> Daemon<F> {
             }
         }
         self.stop().await
+    }
+
+    /// The scheduler's next wakeup; while the HA gate is shut, no sooner
+    /// than `GATE_RECHECK` from now, so a due watch does not spin the loop.
+    /// When the loop must next look for work: a poll, a details page or a
+    /// discovery page; while an `[ha]` gate is shut, only to re-check it.
+    fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let wakeup = earliest(
+            earliest(self.scheduler.next_wakeup(), self.details_wakeup()),
+            self.discovery_wakeup(),
+        );
+        match &self.gate {
+            Some(gate) if !gate.may_poll(now) => wakeup.map(|at| at.max(now + GATE_RECHECK)),
+            _ => wakeup,
+        }
     }
 
     fn heartbeat_period(&self) -> Duration {
@@ -381,6 +405,12 @@ impl<F: Fetch + Lister> Daemon<F> {
     /// poll the scheduler allows now, then the failure-details requests the
     /// budget has room for.
     fn start_ready(&mut self, now: Instant) {
+        // Only a leader sends requests (issue 12): a shut gate holds every kind.
+        if let Some(gate) = &self.gate
+            && !gate.may_poll(now)
+        {
+            return;
+        }
         self.start_walks(now);
         while let Some(id) = self.scheduler.take_ready(now) {
             let tracked = self

@@ -139,6 +139,14 @@ pub enum Event<'a> {
         moved_to: &'a Path,
         error: &'a str,
     },
+    /// `ha.leading` (INFO): this instance holds the lease and polls.
+    HaLeading { identity: &'a str },
+    /// `ha.standby` (INFO): this instance does not poll; `leader` is the
+    /// holder when known.
+    HaStandby {
+        identity: &'a str,
+        leader: Option<&'a str>,
+    },
     /// `daemon.stopping` (INFO)
     Stopping { watches_left: usize },
     /// `daemon.stopped` (INFO)
@@ -358,6 +366,20 @@ pub fn emit(event: &Event<'_>) {
             moved_to = %moved_to.display(),
             error,
             "unreadable state file set aside, starting fresh"
+        ),
+        Event::HaLeading { identity } => tracing::info!(
+            target: TARGET,
+            event = "ha.leading",
+            identity,
+            leader = identity,
+            "this instance leads and polls"
+        ),
+        Event::HaStandby { identity, leader } => tracing::info!(
+            target: TARGET,
+            event = "ha.standby",
+            identity,
+            leader,
+            "this instance stands by"
         ),
         Event::Stopping { watches_left } => tracing::info!(
             target: TARGET,
@@ -871,6 +893,21 @@ mod tests {
         assert_eq!(line["added"], 2);
         assert_eq!(line["removed"], 1);
         assert_eq!(line["watches"], 9);
+    }
+
+    #[test]
+    fn leadership_changes_name_this_instance_and_the_leader() {
+        let leading = line_of(&Event::HaLeading { identity: "a:1" });
+        assert_header(&leading, "ha.leading", "INFO");
+        assert_keys(&leading, &[&["identity", "leader"]]);
+        assert_eq!(leading["leader"], "a:1");
+        let standby = line_of(&Event::HaStandby {
+            identity: "b:2",
+            leader: Some("a:1"),
+        });
+        assert_header(&standby, "ha.standby", "INFO");
+        assert_eq!(standby["identity"], "b:2");
+        assert_eq!(standby["leader"], "a:1");
     }
 
     #[test]

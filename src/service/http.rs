@@ -80,6 +80,8 @@ pub struct Health {
     last_beat_ms: AtomicI64,
     ready: AtomicBool,
     max_silence: Duration,
+    /// With `[ha]`, while standing by: the leader, when known (issue 12).
+    standby: std::sync::Mutex<Option<Option<String>>>,
 }
 
 impl Default for Health {
@@ -103,6 +105,7 @@ impl Health {
             last_beat_ms: AtomicI64::new(0),
             ready: AtomicBool::new(false),
             max_silence,
+            standby: std::sync::Mutex::new(None),
         }
     }
 
@@ -130,6 +133,17 @@ impl Health {
             .offset_ms(Instant::now())
             .saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
         i128::from(silence_ms) <= i128::try_from(max_silence.as_millis()).unwrap_or(i128::MAX)
+    }
+
+    /// With `[ha]`: `Some(leader)` while this instance stands by (`/readyz`
+    /// answers 503 naming the leader), `None` while it leads.
+    pub fn set_standby(&self, standby: Option<Option<String>>) {
+        *crate::lock::lock(&self.standby) = standby;
+    }
+
+    /// `Some(leader)` while standing by (see `set_standby`).
+    pub fn standby(&self) -> Option<Option<String>> {
+        crate::lock::lock(&self.standby).clone()
     }
 
     /// Whether `set_ready` was called.
@@ -345,6 +359,14 @@ async fn healthz(State(shared): State<Shared>) -> Response {
 }
 
 async fn readyz(State(shared): State<Shared>) -> Response {
+    if let Some(leader) = shared.health.standby() {
+        let leader = leader.as_deref().unwrap_or("unknown");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("standby; leader: {leader}\n"),
+        )
+            .into_response();
+    }
     if shared.health.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -565,6 +587,38 @@ mod tests {
 
         health.beat_at(Instant::now());
         assert_eq!(get(addr, "/healthz").await.status, 200);
+
+        shutdown.cancel();
+        task.await.expect("the server task ends");
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_naming_the_leader_on_a_standby_and_the_gauge_says_which() {
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new().with_leader());
+        let (addr, shutdown, task) = start(health.clone(), metrics.clone()).await;
+        health.set_ready();
+
+        health.set_standby(Some(Some("host-a:812".to_string())));
+        let standby = get(addr, "/readyz").await;
+        assert_eq!(standby.status, 503);
+        assert_eq!(standby.body, "standby; leader: host-a:812\n");
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .body
+                .contains("flowwatch_leader 0")
+        );
+
+        health.set_standby(None);
+        metrics.set_leader(true);
+        assert_eq!(get(addr, "/readyz").await.status, 200);
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .body
+                .contains("flowwatch_leader 1")
+        );
 
         shutdown.cancel();
         task.await.expect("the server task ends");

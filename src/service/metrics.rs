@@ -76,6 +76,8 @@ pub struct Metrics {
     abandoned: Family<Label, Counter>,
     /// How long the last walk of each `[[watch_flow]]` table took (issue 9).
     walk: Family<Label, Gauge<f64, AtomicU64>>,
+    /// `flowwatch_leader`, registered by `with_leader` (`[ha]` only).
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -178,6 +180,7 @@ impl Metrics {
             reloads,
             abandoned,
             walk,
+            leader: Gauge::default(),
         }
     }
 
@@ -187,6 +190,22 @@ impl Metrics {
         self.walk
             .get_or_create(&label("flow", Cow::Owned(flow.to_string())))
             .set(seconds);
+    }
+
+    /// Adds the `flowwatch_leader` gauge (1 leading, 0 standing by): with
+    /// `[ha]` only, so a single instance's metrics stay as they were.
+    pub fn with_leader(mut self) -> Metrics {
+        self.registry.register(
+            "leader",
+            "1 while this instance leads and polls, 0 while it stands by",
+            self.leader.clone(),
+        );
+        self
+    }
+
+    /// Sets `flowwatch_leader`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts one attempt by its outcome (`observed`, `throttled`, `failed`,
@@ -326,6 +345,17 @@ mod tests {
             let (name, value) = line.rsplit_once(' ')?;
             (name == series).then(|| value.parse().expect("a sample value is a number"))
         })
+    }
+
+    #[test]
+    fn the_leader_gauge_exists_only_with_ha() {
+        assert!(!Metrics::new().encode().contains("flowwatch_leader"));
+        let ha = Metrics::new().with_leader();
+        assert!(
+            ha.encode().contains("flowwatch_leader 0"),
+            "{}",
+            ha.encode()
+        );
     }
 
     #[test]

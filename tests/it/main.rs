@@ -12,3 +12,5 @@ mod config_input;
 mod service;
 mod secrets;
 mod api;
+mod ha;
+mod ha_gate;
