@@ -213,12 +213,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                 let answer =
                     match tokio::time::timeout(limit, lister.list_executions(&request)).await {
                         Ok(answer) => answer,
-                        Err(_) => Err(ReadFailure::Failed {
-                            kind: FailureKind::Timeout,
-                            code: None,
-                            message: format!("no answer within {}ms", limit.as_millis()),
-                            retry_after: None,
-                        }),
+                        Err(_) => Err(ReadFailure::timed_out(limit)),
                     };
                 ListDone {
                     table: task_key,

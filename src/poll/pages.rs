@@ -136,6 +136,16 @@ pub enum ReadFailure {
 }
 
 impl ReadFailure {
+    /// No answer within `limit`: retryable, as a poll's timeout is.
+    pub fn timed_out(limit: std::time::Duration) -> ReadFailure {
+        ReadFailure::Failed {
+            kind: FailureKind::Timeout,
+            code: None,
+            message: format!("no answer within {}ms", limit.as_millis()),
+            retry_after: None,
+        }
+    }
+
     /// The failure half of a `PollOutcome`; `None` for an observation.
     pub fn from_outcome(outcome: PollOutcome) -> Option<ReadFailure> {
         Some(match outcome {
