@@ -21,7 +21,7 @@ use raw::RawMain;
 
 pub use error::ConfigError;
 pub use settings::{
-    AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, StateSettings,
+    AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, SchedulePolicy, StateSettings,
 };
 
 /// One file that was read, for `flowwatch check`'s one line per file.
@@ -233,7 +233,7 @@ mod tests {
             dir.error(&text),
             "{main}:7:1: poll.intreval_max: unknown key, expected one of `interval_initial`, \
              `interval_max`, `multiplier`, `jitter`, `rate_limit`, `max_in_flight`, \
-             `request_timeout`, `max_watch`, `not_found_grace`, `include`"
+             `request_timeout`, `max_watch`, `not_found_grace`, `schedule`, `include`"
         );
     }
 

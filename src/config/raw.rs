@@ -61,6 +61,7 @@ pub struct RawPoll {
     pub request_timeout: Option<Spanned<String>>,
     pub max_watch: Option<Spanned<String>>,
     pub not_found_grace: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

@@ -34,6 +34,18 @@ pub struct PollSettings {
     /// abandoned (eventual consistency right after StartFlowExecution).
     /// flowwatch's own addition to the contract's `[poll]` keys; default 30s.
     pub not_found_grace: Duration,
+    /// How no-change delays are chosen (issue 11); flowwatch's own addition
+    /// to the contract's `[poll]` keys; default exponential.
+    pub schedule: SchedulePolicy,
+}
+
+/// `[poll] schedule`: the contract's exponential no-change delays, or the
+/// learned ones (issue 11, `schedule::learned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulePolicy {
+    #[default]
+    Exponential,
+    Learned,
 }
 
 impl Default for PollSettings {
@@ -48,6 +60,7 @@ impl Default for PollSettings {
             request_timeout: Duration::from_secs(10),
             max_watch: Duration::from_secs(25 * 3600),
             not_found_grace: Duration::from_secs(30),
+            schedule: SchedulePolicy::Exponential,
         }
     }
 }
@@ -207,6 +220,20 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             "poll.not_found_grace",
             d.not_found_grace,
         )?,
+        schedule: match &raw.schedule {
+            None => d.schedule,
+            Some(s) => match s.get_ref().as_str() {
+                "exponential" => SchedulePolicy::Exponential,
+                "learned" => SchedulePolicy::Learned,
+                other => {
+                    return Err(src.invalid(
+                        s.span(),
+                        "poll.schedule",
+                        format!("must be exponential or learned, not {other:?}"),
+                    ));
+                }
+            },
+        },
     })
 }
 
@@ -381,6 +408,25 @@ mod tests {
         assert_eq!(
             dir.error(&text),
             "{main}:2:14: poll.multiplier: must be at least 1.0, not 0.5"
+        );
+    }
+
+    #[test]
+    fn schedule_is_exponential_unless_learned_is_asked_for() {
+        let dir = Dir::new();
+        assert_eq!(
+            dir.load(ONE_WATCH).unwrap().poll.schedule,
+            SchedulePolicy::Exponential
+        );
+        let text = format!("[poll]\nschedule = \"learned\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.load(&text).unwrap().poll.schedule,
+            SchedulePolicy::Learned
+        );
+        let text = format!("[poll]\nschedule = \"smart\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:12: poll.schedule: must be exponential or learned, not \"smart\""
         );
     }
 
