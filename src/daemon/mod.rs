@@ -300,6 +300,9 @@ impl<F: Fetch> Daemon<F> {
         }
         let watched_for = tracked.tracker.watched_for(wall_now);
         let id = self.scheduler.insert(&tracked.region, now, watched_for);
+        let target = &tracked.watch.target;
+        self.scheduler
+            .set_flow(id, target.flow.as_str(), target.alias.as_str());
         event::emit(&Event::WatchAdded {
             subject: tracked.subject(),
             source: &tracked.watch.source,
