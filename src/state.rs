@@ -1,7 +1,10 @@
 //! Last-seen statuses on disk, across restarts (contract `[state]`).
 //!
 //! In: the daemon's per-watch facts (`SavedWatch`, keyed by the watch key's
-//! string) as they change. Out: one JSON file, `{"version":1,"watches":{..}}`,
+//! string) as they change, and the learned duration models (issue 11). Out:
+//! one JSON file, `{"version":1,"watches":{..},"models":[..]}` (`models`
+//! optional: an older file without it loads; an entry that does not parse
+//! is dropped with a WARN),
 //! replaced atomically (temp file, fsync, rename, fsync of the directory) with
 //! mode 0600, and read back at start-up by `load`.
 //!
@@ -30,6 +33,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::schedule::learned::Models;
+
 /// The on-disk format this build reads and writes.
 pub const VERSION: u32 = 1;
 
@@ -47,10 +52,12 @@ pub struct SavedWatch {
     pub watched_since_unix_ms: u64,
 }
 
-/// Every saved watch, by watch key string.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every saved watch, by watch key string, and the learned models.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub watches: BTreeMap<String, SavedWatch>,
+    /// `None` when the file had none (or was written before issue 11).
+    pub models: Option<Models>,
 }
 
 /// Why the state file cannot be used at start-up.
@@ -152,7 +159,7 @@ pub fn lock(path: &Path) -> Result<StateLock, StateError> {
 }
 
 /// What `load` found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Loaded {
     /// No state file yet: start with nothing saved.
     Fresh,
@@ -177,12 +184,17 @@ struct OnDisk {
     #[allow(dead_code)] // checked through `Header` first
     version: u32,
     watches: BTreeMap<String, SavedWatch>,
+    /// Read entry by entry, so one bad model costs only itself.
+    #[serde(default)]
+    models: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
 struct OnDiskRef<'a> {
     version: u32,
     watches: &'a BTreeMap<String, SavedWatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<&'a Models>,
 }
 
 /// Reads the state file. Never panics: a missing file is `Fresh`; a corrupt
@@ -231,7 +243,27 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("corrupt state file: {e}"))?;
     Ok(Snapshot {
         watches: on_disk.watches,
+        models: on_disk.models.map(models),
     })
+}
+
+/// The saved models that parse; each one that does not is dropped with a
+/// WARN (a learned model is an optimisation, never worth a failed start).
+fn models(entries: Vec<serde_json::Value>) -> Models {
+    let fine: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|entry| {
+            let one = serde_json::Value::Array(vec![entry.clone()]);
+            match serde_json::from_value::<Models>(one) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropped a learned model from the state file");
+                    false
+                }
+            }
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Array(fine)).unwrap_or_default()
 }
 
 /// `<path>.corrupt-<secs>`, or `<path>.corrupt-<secs>-N` for the first free N,
@@ -254,10 +286,11 @@ fn unix_secs_now() -> u64 {
 }
 
 /// The file's bytes for a snapshot.
-fn serialize(watches: &BTreeMap<String, SavedWatch>) -> Vec<u8> {
+fn serialize(watches: &BTreeMap<String, SavedWatch>, models: Option<&Models>) -> Vec<u8> {
     let on_disk = OnDiskRef {
         version: VERSION,
         watches,
+        models,
     };
     serde_json::to_vec(&on_disk).expect("string keys and plain fields always serialize")
 }
@@ -266,7 +299,10 @@ fn serialize(watches: &BTreeMap<String, SavedWatch>) -> Vec<u8> {
 /// it from `spawn_blocking` in async code. Creates the parent directory (mode
 /// 0700) when missing; the file is mode 0600.
 pub fn write_atomic(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
-    write_bytes_atomic(path, &serialize(&snapshot.watches))
+    write_bytes_atomic(
+        path,
+        &serialize(&snapshot.watches, snapshot.models.as_ref()),
+    )
 }
 
 fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -342,6 +378,7 @@ struct Shared {
 #[derive(Default)]
 struct Pending {
     watches: BTreeMap<String, SavedWatch>,
+    models: Option<Models>,
     dirty: bool,
     /// Whether the last write failed: the first failure is logged at ERROR,
     /// repeats at DEBUG, and the recovery at INFO.
@@ -351,12 +388,12 @@ struct Pending {
 impl Pending {
     /// The coalescing decision: a copy to write when something changed since
     /// the last write, else nothing. Clears the dirty flag.
-    fn take_if_dirty(&mut self) -> Option<BTreeMap<String, SavedWatch>> {
+    fn take_if_dirty(&mut self) -> Option<(BTreeMap<String, SavedWatch>, Option<Models>)> {
         if !self.dirty {
             return None;
         }
         self.dirty = false;
-        Some(self.watches.clone())
+        Some((self.watches.clone(), self.models.clone()))
     }
 }
 
@@ -370,6 +407,7 @@ impl StateWriter {
             path: lock.path().to_path_buf(),
             pending: Mutex::new(Pending {
                 watches: initial.watches,
+                models: initial.models,
                 ..Pending::default()
             }),
             writing: Mutex::new(()),
@@ -388,6 +426,15 @@ impl StateWriter {
         let mut pending = self.shared.lock_pending();
         if pending.watches.get(key) != Some(&saved) {
             pending.watches.insert(key.to_owned(), saved);
+            pending.dirty = true;
+        }
+    }
+
+    /// Records the learned models (issue 11); written with the next period.
+    pub fn set_models(&self, models: &Models) {
+        let mut pending = self.shared.lock_pending();
+        if pending.models.as_ref() != Some(models) {
+            pending.models = Some(models.clone());
             pending.dirty = true;
         }
     }
@@ -444,15 +491,15 @@ impl Shared {
     /// Writes the current map if dirty (or always, when `force`). Blocking.
     fn write(&self, force: bool) -> io::Result<()> {
         let _writing = crate::lock::lock(&self.writing);
-        let watches = {
+        let (watches, models) = {
             let mut pending = self.lock_pending();
             match pending.take_if_dirty() {
-                Some(watches) => watches,
-                None if force => pending.watches.clone(),
+                Some(taken) => taken,
+                None if force => (pending.watches.clone(), pending.models.clone()),
                 None => return Ok(()),
             }
         };
-        let result = write_bytes_atomic(&self.path, &serialize(&watches));
+        let result = write_bytes_atomic(&self.path, &serialize(&watches, models.as_ref()));
         let mut pending = self.lock_pending();
         match &result {
             Ok(()) => {
@@ -497,6 +544,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            models: None,
         }
     }
 
@@ -603,7 +651,7 @@ mod tests {
 
     #[test]
     fn a_truncated_file_is_set_aside_with_its_bytes() {
-        let full = serialize(&snapshot(&[("k", saved("Running", 1))]).watches);
+        let full = serialize(&snapshot(&[("k", saved("Running", 1))]).watches, None);
         assert_set_aside(&full[..full.len() / 2]);
     }
 
@@ -733,7 +781,10 @@ mod tests {
                 )
             })
             .collect();
-        let s = Snapshot { watches };
+        let s = Snapshot {
+            watches,
+            models: None,
+        };
         write_atomic(&path, &s).unwrap();
         let back = restored(&path);
         assert_eq!(back.watches.len(), 100_000);
@@ -748,7 +799,7 @@ mod tests {
             pending.dirty = true;
         }
         let first = pending.take_if_dirty().expect("dirty after marks");
-        assert_eq!(first.len(), 1000);
+        assert_eq!(first.0.len(), 1000);
         assert!(
             pending.take_if_dirty().is_none(),
             "a second write with no change"
@@ -845,5 +896,67 @@ mod tests {
         writer.mark("k", saved("Running", 1));
         writer.forget("absent");
         assert!(!writer.shared.lock_pending().dirty);
+    }
+
+    fn models_of(durations: &[(&str, u64)]) -> Models {
+        let mut models = Models::default();
+        for (flow, secs) in durations {
+            let key = crate::schedule::learned::ModelKey {
+                region: "us-east-1".into(),
+                flow: (*flow).into(),
+                alias: "A".into(),
+            };
+            models.observe_ended(&key, Duration::from_secs(*secs));
+        }
+        models
+    }
+
+    #[test]
+    fn models_round_trip_and_a_file_without_them_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        write_atomic(&path, &s).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("models"), "{text}");
+        assert_eq!(restored(&path), s);
+        s.models = Some(models_of(&[("F1", 50), ("F2", 7)]));
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+    }
+
+    #[test]
+    fn a_model_that_does_not_parse_is_dropped_and_the_rest_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        s.models = Some(models_of(&[("F1", 50), ("F2", 7)]));
+        write_atomic(&path, &s).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        json["models"][1]["model"]["ended"] = serde_json::json!([1.0, 2.0]);
+        json["models"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("junk"));
+        fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        let back = restored(&path);
+        assert_eq!(back.watches, s.watches);
+        assert_eq!(back.models, Some(models_of(&[("F1", 50)])));
+    }
+
+    #[tokio::test]
+    async fn the_writer_saves_the_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::spawn(
+            lock(&path).unwrap(),
+            Snapshot::default(),
+            Duration::from_secs(3600),
+        );
+        let models = models_of(&[("F1", 50)]);
+        writer.set_models(&models);
+        writer.flush().await.unwrap();
+        assert_eq!(restored(&path).models, Some(models));
     }
 }

@@ -237,6 +237,9 @@ impl<F: Fetch> Daemon<F> {
                     target.alias.as_str(),
                     duration,
                 );
+                if let Some(state) = &self.edges.state {
+                    state.set_models(self.scheduler.models());
+                }
             }
             return;
         }

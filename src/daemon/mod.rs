@@ -136,6 +136,9 @@ impl<F: Fetch> Daemon<F> {
             last_error: None,
             config,
         };
+        if let Some(models) = daemon.edges.restored.models.take() {
+            daemon.scheduler.restore_models(models);
+        }
         let mut watches = daemon.config.watches.clone();
         daemon.resolve_regions(&mut watches)?;
         daemon.config.watches = watches.clone();
