@@ -1,11 +1,10 @@
 //! Issue 11's benchmark, skeleton: for each workload, the daemon in-process
 //! against the in-process simulator, and the figures users feel: requests per
 //! execution and `detect_lag_ms` (mean, p50, p99, max) from the daemon's own
-//! `execution.transition` events. Today it runs `schedule = exponential`
-//! only (the default `[poll]` schedule); the learned one joins once
-//! `[poll] schedule` exists.
+//! `execution.transition` events, for `[poll] schedule = "exponential"` and
+//! `"learned"` one after the other on the same executions (same seed).
 //!
-//!     cargo bench --bench learned [-- --count 2000 --window 3600 --scale 0.05 --tail 600 --workloads a,b,c,d]
+//!     cargo bench --bench learned [-- --count 2000 --window 1800 --scale 0.04 --tail 600 --workloads a,b,c,d]
 //!
 //! Workloads (issue 11): (a) lognormal, median 60 s, σ 0.3; (b) bimodal, 20 s
 //! or 5 min; (c) Pareto, α 1.5, min 10 s; (d) lognormal σ 0.2 with a median
@@ -181,8 +180,8 @@ impl Captured {
 fn main() {
     let setup = Setup {
         count: arg("count", 2000),
-        window: arg("window", 3600.0),
-        scale: arg("scale", 0.05),
+        window: arg("window", 1800.0),
+        scale: arg("scale", 0.04),
         tail: arg("tail", 600.0),
     };
     let chosen: String = arg("workloads", "a,b,c,d".to_string());
@@ -209,19 +208,22 @@ fn main() {
         .iter()
         .filter(|w| chosen.split(',').any(|c| c.trim() == w.name))
     {
-        let scenario_text = format!("seed = 11\n\n{}", (w.tables)(&setup, w.flow));
-        let scenario = Scenario::parse(&scenario_text).expect("the bench scenario parses");
-        let (requests, lags, shift) = runtime.block_on(run(&setup, scenario, &captured));
-        print_row(w.name, "exponential", &setup, requests, &lags);
-        if w.name == "d" {
-            let means: Vec<String> = shift
-                .chunks(100)
-                .map(|c| format!("{:.1}", c.iter().sum::<f64>() / c.len() as f64))
-                .collect();
-            println!(
-                "       mean lag (s) per 100 executions after the shift: {}",
-                means.join(" ")
-            );
+        for schedule in ["exponential", "learned"] {
+            let scenario_text = format!("seed = 11\n\n{}", (w.tables)(&setup, w.flow));
+            let scenario = Scenario::parse(&scenario_text).expect("the bench scenario parses");
+            let (requests, lags, shift) =
+                runtime.block_on(run(&setup, scenario, &captured, schedule));
+            print_row(w.name, schedule, &setup, requests, &lags);
+            if w.name == "d" {
+                let means: Vec<String> = shift
+                    .chunks(100)
+                    .map(|c| format!("{:.1}", c.iter().sum::<f64>() / c.len() as f64))
+                    .collect();
+                println!(
+                    "       mean lag (s) per 100 executions after the shift: {}",
+                    means.join(" ")
+                );
+            }
         }
     }
 }
@@ -250,7 +252,12 @@ fn print_row(name: &str, schedule: &str, setup: &Setup, requests: u64, lags: &[f
 /// One run: returns the GetFlowExecution requests, the lags (workload
 /// seconds) of every terminal transition, and for a shift workload the lags
 /// of the executions after it in start order.
-async fn run(setup: &Setup, scenario: Scenario, captured: &Captured) -> (u64, Vec<f64>, Vec<f64>) {
+async fn run(
+    setup: &Setup,
+    scenario: Scenario,
+    captured: &Captured,
+    schedule: &str,
+) -> (u64, Vec<f64>, Vec<f64>) {
     // (start offset, ARN) of every execution, in start order.
     let mut starts: Vec<(Duration, String)> = (0..scenario.len())
         .map(|i| {
@@ -270,7 +277,7 @@ async fn run(setup: &Setup, scenario: Scenario, captured: &Captured) -> (u64, Ve
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("flowwatch.toml");
     let poll = format!(
-        "interval_initial = \"{}\"\ninterval_max = \"{}\"\nmultiplier = 2.0\nrate_limit = 1000.0\nmax_in_flight = 64\nnot_found_grace = \"{}\"",
+        "interval_initial = \"{}\"\ninterval_max = \"{}\"\nmultiplier = 2.0\nrate_limit = 1000.0\nmax_in_flight = 64\nnot_found_grace = \"{}\"\nschedule = \"{schedule}\"",
         setup.d(2.0),
         setup.d(60.0),
         setup.d(30.0)

@@ -1,7 +1,10 @@
 //! Last-seen statuses on disk, across restarts (contract `[state]`).
 //!
 //! In: the daemon's per-watch facts (`SavedWatch`, keyed by the watch key's
-//! string) as they change. Out: one JSON file, `{"version":1,"watches":{..}}`,
+//! string) as they change, and the learned duration models (issue 11). Out:
+//! one JSON file, `{"version":1,"watches":{..},"models":[..]}` (`models`
+//! optional: an older file without it loads; an entry that does not parse
+//! is dropped with a WARN),
 //! replaced atomically (temp file, fsync, rename, fsync of the directory) with
 //! mode 0600, and read back at start-up by `load`.
 //!
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::watch::request::WatchRequest;
+use crate::schedule::learned::Models;
 
 /// The on-disk format this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -67,10 +71,12 @@ pub struct SavedDiscovery {
     pub created_unix_ms: u64,
 }
 
-/// Every saved watch, by watch key string.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Every saved watch, by watch key string, and the learned models.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub watches: BTreeMap<String, SavedWatch>,
+    /// `None` when the file had none (or was written before issue 11).
+    pub models: Option<Models>,
     /// The watches added over the HTTP API (issue 10), by the same key
     /// strings: what was asked for, so a restart resumes them. A file
     /// without this map (older builds) has none.
@@ -186,7 +192,7 @@ pub fn lock(path: &Path) -> Result<StateLock, StateError> {
 }
 
 /// What `load` found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Loaded {
     /// No state file yet: start with nothing saved.
     Fresh,
@@ -213,6 +219,9 @@ struct OnDisk {
     watches: BTreeMap<String, SavedWatch>,
     #[serde(default)]
     api: BTreeMap<String, SavedApiWatch>,
+    /// Read entry by entry, so one bad model costs only itself.
+    #[serde(default)]
+    models: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -221,6 +230,8 @@ struct OnDiskRef<'a> {
     watches: &'a BTreeMap<String, SavedWatch>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     api: &'a BTreeMap<String, SavedApiWatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<&'a Models>,
 }
 
 /// Reads the state file. Never panics: a missing file is `Fresh`; a corrupt
@@ -275,7 +286,27 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
     Ok(Snapshot {
         watches: on_disk.watches,
         api: on_disk.api,
+        models: on_disk.models.map(models),
     })
+}
+
+/// The saved models that parse; each one that does not is dropped with a
+/// WARN (a learned model is an optimisation, never worth a failed start).
+fn models(entries: Vec<serde_json::Value>) -> Models {
+    let fine: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|entry| {
+            let one = serde_json::Value::Array(vec![entry.clone()]);
+            match serde_json::from_value::<Models>(one) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropped a learned model from the state file");
+                    false
+                }
+            }
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Array(fine)).unwrap_or_default()
 }
 
 /// `<path>.corrupt-<secs>`, or `<path>.corrupt-<secs>-N` for the first free N,
@@ -303,6 +334,7 @@ fn serialize(snapshot: &Snapshot) -> Vec<u8> {
         version: VERSION,
         watches: &snapshot.watches,
         api: &snapshot.api,
+        models: snapshot.models.as_ref(),
     };
     serde_json::to_vec(&on_disk).expect("string keys and plain fields always serialize")
 }
@@ -476,6 +508,15 @@ impl StateWriter {
         }
     }
 
+    /// Records the learned models (issue 11); written with the next period.
+    pub fn set_models(&self, models: &Models) {
+        let mut pending = self.shared.lock_pending();
+        if pending.saved.models.as_ref() != Some(models) {
+            pending.saved.models = Some(models.clone());
+            pending.dirty = true;
+        }
+    }
+
     /// Drops a watch (a reload removed it); written with the next period.
     pub fn forget(&self, key: &str) {
         let mut pending = self.shared.lock_pending();
@@ -602,6 +643,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             api: BTreeMap::new(),
+            models: None,
         }
     }
 
@@ -863,6 +905,7 @@ mod tests {
         let s = Snapshot {
             watches,
             api: BTreeMap::new(),
+            models: None,
         };
         write_atomic(&path, &s).unwrap();
         let back = restored(&path);
@@ -978,5 +1021,67 @@ mod tests {
         writer.mark("k", saved("Running", 1));
         writer.forget("absent");
         assert!(!writer.shared.lock_pending().dirty);
+    }
+
+    fn models_of(durations: &[(&str, u64)]) -> Models {
+        let mut models = Models::default();
+        for (flow, secs) in durations {
+            let key = crate::schedule::learned::ModelKey {
+                region: "us-east-1".into(),
+                flow: (*flow).into(),
+                alias: "A".into(),
+            };
+            models.observe_ended(&key, Duration::from_secs(*secs));
+        }
+        models
+    }
+
+    #[test]
+    fn models_round_trip_and_a_file_without_them_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        write_atomic(&path, &s).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("models"), "{text}");
+        assert_eq!(restored(&path), s);
+        s.models = Some(models_of(&[("F1", 50), ("F2", 7)]));
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+    }
+
+    #[test]
+    fn a_model_that_does_not_parse_is_dropped_and_the_rest_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        s.models = Some(models_of(&[("F1", 50), ("F2", 7)]));
+        write_atomic(&path, &s).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        json["models"][1]["model"]["ended"] = serde_json::json!([1.0, 2.0]);
+        json["models"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("junk"));
+        fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        let back = restored(&path);
+        assert_eq!(back.watches, s.watches);
+        assert_eq!(back.models, Some(models_of(&[("F1", 50)])));
+    }
+
+    #[tokio::test]
+    async fn the_writer_saves_the_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::spawn(
+            lock(&path).unwrap(),
+            Snapshot::default(),
+            Duration::from_secs(3600),
+        );
+        let models = models_of(&[("F1", 50)]);
+        writer.set_models(&models);
+        writer.flush().await.unwrap();
+        assert_eq!(restored(&path).models, Some(models));
     }
 }

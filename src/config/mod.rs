@@ -25,7 +25,7 @@ pub use error::ConfigError;
 pub use flows::{FlowWatch, Since};
 pub use ha::{HaBackend, HaSettings};
 pub use settings::{
-    AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, StateSettings,
+    AwsSettings, HttpSettings, LogFormat, LogSettings, PollSettings, SchedulePolicy, StateSettings,
 };
 
 /// One file that was read, for `flowwatch check`'s one line per file.
@@ -259,7 +259,8 @@ mod tests {
             "{main}:7:1: poll.intreval_max: unknown key, expected one of `interval_initial`, \
              `interval_max`, `multiplier`, `jitter`, `rate_limit`, `max_in_flight`, \
              `request_timeout`, `max_watch`, `not_found_grace`, `failure_details`, \
-             `failure_details_max_pages`, `discovery_share`, `list_interval`, `include`"
+             `failure_details_max_pages`, `discovery_share`, `list_interval`, `schedule`, \
+             `include`"
         );
     }
 

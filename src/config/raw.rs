@@ -79,6 +79,7 @@ pub struct RawPoll {
     pub failure_details_max_pages: Option<Spanned<i64>>,
     pub discovery_share: Option<Spanned<f64>>,
     pub list_interval: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
     /// A top-level `include` written after this table's header lands here in
     /// TOML; the contract's own example does that, so it is accepted.
     pub include: Option<Spanned<Vec<Spanned<String>>>>,

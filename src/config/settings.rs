@@ -44,6 +44,18 @@ pub struct PollSettings {
     pub discovery_share: f64,
     /// How often a walk starts when it is cheap; default 30s.
     pub list_interval: Duration,
+    /// How no-change delays are chosen (issue 11); flowwatch's own addition
+    /// to the contract's `[poll]` keys; default exponential.
+    pub schedule: SchedulePolicy,
+}
+
+/// `[poll] schedule`: the contract's exponential no-change delays, or the
+/// learned ones (issue 11, `schedule::learned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulePolicy {
+    #[default]
+    Exponential,
+    Learned,
 }
 
 impl Default for PollSettings {
@@ -62,6 +74,7 @@ impl Default for PollSettings {
             failure_details_max_pages: crate::details::MAX_PAGES,
             discovery_share: crate::discover::DISCOVERY_SHARE,
             list_interval: crate::discover::LIST_INTERVAL,
+            schedule: SchedulePolicy::Exponential,
         }
     }
 }
@@ -297,6 +310,20 @@ pub(super) fn poll_settings(src: &Source<'_>, raw: &RawPoll) -> Result<PollSetti
             "poll.list_interval",
             d.list_interval,
         )?,
+        schedule: match &raw.schedule {
+            None => d.schedule,
+            Some(s) => match s.get_ref().as_str() {
+                "exponential" => SchedulePolicy::Exponential,
+                "learned" => SchedulePolicy::Learned,
+                other => {
+                    return Err(src.invalid(
+                        s.span(),
+                        "poll.schedule",
+                        format!("must be exponential or learned, not {other:?}"),
+                    ));
+                }
+            },
+        },
     })
 }
 
@@ -534,6 +561,25 @@ mod tests {
         assert_eq!(
             dir.error(&text),
             "{main}:2:14: poll.multiplier: must be at least 1.0, not 0.5"
+        );
+    }
+
+    #[test]
+    fn schedule_is_exponential_unless_learned_is_asked_for() {
+        let dir = Dir::new();
+        assert_eq!(
+            dir.load(ONE_WATCH).unwrap().poll.schedule,
+            SchedulePolicy::Exponential
+        );
+        let text = format!("[poll]\nschedule = \"learned\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.load(&text).unwrap().poll.schedule,
+            SchedulePolicy::Learned
+        );
+        let text = format!("[poll]\nschedule = \"smart\"\n{ONE_WATCH}");
+        assert_eq!(
+            dir.error(&text),
+            "{main}:2:12: poll.schedule: must be exponential or learned, not \"smart\""
         );
     }
 

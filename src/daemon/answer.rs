@@ -44,7 +44,10 @@ impl<F: Fetch + Lister> Daemon<F> {
         };
         let decided = match polled {
             PollOutcome::Observed(observation) => match self.observe(&key, observation) {
-                Some(decided) => decided,
+                Some(decided) => {
+                    self.learn(id, &key, observation, &decided, now);
+                    decided
+                }
                 None => {
                     // Merged into the watch that already names this
                     // execution: forgotten here, its slot freed.
@@ -213,6 +216,48 @@ impl<F: Fetch + Lister> Daemon<F> {
                 }
             },
         )
+    }
+
+    /// Feeds learned polling (issue 11): when the execution started, so the
+    /// next delay is chosen at its age, and, for the terminal answer that
+    /// ended the watch, how long it took (`endedAt − startedAt`).
+    fn learn(
+        &mut self,
+        id: schedule::WatchId,
+        key: &WatchKey,
+        observation: &Observation,
+        decided: &schedule::Outcome,
+        now: Instant,
+    ) {
+        let Some(started_at) = observation.started_at else {
+            return;
+        };
+        if *decided == schedule::Outcome::Terminal {
+            // A stale answer is `Terminal` too, but `status` is not.
+            if let Some(ended_at) = observation.ended_at
+                && observation.status.is_terminal()
+                && let Ok(duration) = ended_at.duration_since(started_at)
+            {
+                let tracked = self.book.get(key).expect("polled watches are tracked");
+                let target = &tracked.watch.target;
+                self.scheduler.observe(
+                    &tracked.region,
+                    target.flow.as_str(),
+                    target.alias.as_str(),
+                    duration,
+                );
+                if let Some(state) = &self.edges.state {
+                    state.set_models(self.scheduler.models());
+                }
+            }
+            return;
+        }
+        let age = SystemTime::now()
+            .duration_since(started_at)
+            .unwrap_or_default();
+        if let Some(started) = now.checked_sub(age) {
+            self.scheduler.started(id, started);
+        }
     }
 
     /// `alias` turned out to be the execution `keeper` watches: `keeper`

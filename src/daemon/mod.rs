@@ -156,6 +156,9 @@ impl<F: Fetch + Lister> Daemon<F> {
             gate: None,
             config,
         };
+        if let Some(models) = daemon.edges.restored.models.take() {
+            daemon.scheduler.restore_models(models);
+        }
         let mut watches = daemon.config.watches.clone();
         daemon.resolve_regions(&mut watches)?;
         daemon.config.watches = watches.clone();
@@ -378,6 +381,9 @@ impl<F: Fetch + Lister> Daemon<F> {
         }
         let watched_for = tracked.tracker.watched_for(wall_now);
         let id = self.scheduler.insert(&tracked.region, now, watched_for);
+        let target = &tracked.watch.target;
+        self.scheduler
+            .set_flow(id, target.flow.as_str(), target.alias.as_str());
         event::emit(&Event::WatchAdded {
             subject: tracked.subject(),
             source: &tracked.watch.source,

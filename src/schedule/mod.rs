@@ -25,8 +25,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::config::PollSettings;
+use crate::config::{PollSettings, SchedulePolicy};
 use interval::{Delays, Intervals};
+use learned::{Exponential, ModelKey, Models};
 use queue::{DueQueue, Entry, Lane};
 use rate::RateBudget;
 
@@ -109,6 +110,81 @@ pub struct Scheduler {
     /// Removed while in flight: kept until their result comes, not counted
     /// by `len`.
     removed_in_flight: usize,
+    learning: Learning,
+}
+
+/// What learned polling (issue 11) keeps. Kept beside `watches`, not in
+/// `Watch`, so a watch stays small; every watch told its flow has an
+/// entry whatever the policy, so a reload to `learned` finds them.
+#[derive(Debug, Default)]
+struct Learning {
+    policy: SchedulePolicy,
+    exponential: Option<Exponential>,
+    models: Models,
+    keys: Vec<ModelKey>,
+    key_index: HashMap<ModelKey, u32>,
+    /// Per watch: its model key and, once an answer said, when its
+    /// execution started.
+    watches: HashMap<WatchId, (u32, Option<Instant>)>,
+    /// A schedule per model key and when it was built; dropped when a model
+    /// changes, rebuilt after `interval_initial` so the censored ages of the
+    /// running watches stay fresh without a scan per poll.
+    schedules: HashMap<u32, (Instant, Option<learned::Schedule>)>,
+}
+
+impl Learning {
+    fn new(policy: &PollSettings) -> Learning {
+        Learning {
+            policy: policy.schedule,
+            exponential: Some(Exponential::from_settings(policy)),
+            ..Learning::default()
+        }
+    }
+
+    fn key(&mut self, key: ModelKey) -> u32 {
+        if let Some(&index) = self.key_index.get(&key) {
+            return index;
+        }
+        let index = self.keys.len() as u32;
+        self.keys.push(key.clone());
+        self.key_index.insert(key, index);
+        index
+    }
+
+    /// The learned delay after a no-change poll of `id` at `now`; `None`
+    /// under the exponential policy, for a watch whose flow or start is not
+    /// known, or with nothing learned.
+    fn next_delay(&mut self, id: WatchId, now: Instant) -> Option<Duration> {
+        if self.policy != SchedulePolicy::Learned {
+            return None;
+        }
+        let &(key, Some(started_at)) = self.watches.get(&id)? else {
+            return None;
+        };
+        let policy = self.exponential?;
+        let fresh = |(built_at, _): &(Instant, _)| {
+            now.saturating_duration_since(*built_at) < policy.initial
+        };
+        if !self.schedules.get(&key).is_some_and(fresh) {
+            let running: Vec<Duration> = self
+                .watches
+                .values()
+                .filter(|(k, _)| *k == key)
+                .filter_map(|(_, started)| Some(now.saturating_duration_since((*started)?)))
+                .collect();
+            let schedule = self
+                .models
+                .estimate(&self.keys[key as usize], &running)
+                .map(|(estimate, _)| estimate.schedule(&policy, None));
+            self.schedules.insert(key, (now, schedule));
+        }
+        let (_, schedule) = self.schedules.get(&key).expect("built above");
+        Some(
+            schedule
+                .as_ref()?
+                .next_delay(now.saturating_duration_since(started_at)),
+        )
+    }
 }
 
 /// One watch's state, 96 bytes; with its map and waiting-set entries about
@@ -177,7 +253,60 @@ impl Scheduler {
             next_id: 0,
             in_flight: 0,
             removed_in_flight: 0,
+            learning: Learning::new(policy),
         }
+    }
+
+    /// Tells learned polling which (flow, alias) `id` watches; its model is
+    /// (its region, `flow`, `alias`). Unknown ids are ignored.
+    pub fn set_flow(&mut self, id: WatchId, flow: &str, alias: &str) {
+        let Some(watch) = self.watches.get(&id) else {
+            return;
+        };
+        let region = self
+            .region_index
+            .iter()
+            .find(|(_, i)| **i == watch.region)
+            .map(|(name, _)| name.clone())
+            .expect("every watch's region is indexed");
+        let key = self.learning.key(ModelKey {
+            region,
+            flow: flow.to_string(),
+            alias: alias.to_string(),
+        });
+        self.learning.watches.insert(id, (key, None));
+    }
+
+    /// Tells learned polling when `id`'s execution started (its
+    /// `startedAt`, on the scheduler's clock); its age is counted from here.
+    pub fn started(&mut self, id: WatchId, started_at: Instant) {
+        if let Some((_, started)) = self.learning.watches.get_mut(&id) {
+            *started = Some(started_at);
+        }
+    }
+
+    /// Learns from a terminal answer: an execution of (`region`, `flow`,
+    /// `alias`) took `duration` (`endedAt − startedAt`).
+    pub fn observe(&mut self, region: &str, flow: &str, alias: &str, duration: Duration) {
+        let key = ModelKey {
+            region: region.to_string(),
+            flow: flow.to_string(),
+            alias: alias.to_string(),
+        };
+        self.learning.models.observe_ended(&key, duration);
+        // Borrowing (flow, region) levels may change too: rebuild them all.
+        self.learning.schedules.clear();
+    }
+
+    /// Every duration model learned so far (for `[state]`).
+    pub fn models(&self) -> &Models {
+        &self.learning.models
+    }
+
+    /// Starts from models saved earlier (replacing any learned so far).
+    pub fn restore_models(&mut self, models: Models) {
+        self.learning.models = models;
+        self.learning.schedules.clear();
     }
 
     /// Adds a watch, due at once (the contract: a new watch is polled at
@@ -229,6 +358,7 @@ impl Scheduler {
         }
         let (entry, region) = (watch.entry(id), watch.region);
         self.watches.remove(&id);
+        self.learning.watches.remove(&id);
         self.regions[region as usize].queue.remove(entry);
     }
 
@@ -320,6 +450,7 @@ impl Scheduler {
         if watch.removed {
             self.removed_in_flight -= 1;
             self.watches.remove(&id);
+            self.learning.watches.remove(&id);
             return Next::Done;
         }
         match self.decide(id, outcome, now) {
@@ -334,6 +465,7 @@ impl Scheduler {
             }
             Err(next) => {
                 self.watches.remove(&id);
+                self.learning.watches.remove(&id);
                 next
             }
         }
@@ -347,6 +479,12 @@ impl Scheduler {
         now: Instant,
     ) -> Result<(Instant, Instant), Next> {
         let grace = self.not_found_grace;
+        // Issue 11: a learned delay replaces the no-change delay (the
+        // exponential state still advances, for a fallback later).
+        let learned = match outcome {
+            Outcome::Unchanged | Outcome::Changed => self.learning.next_delay(id, now),
+            _ => None,
+        };
         let intervals = &self.intervals;
         let watch = self.watches.get_mut(&id).expect("record checked the id");
         let mut latest = watch.deadline;
@@ -368,8 +506,14 @@ impl Scheduler {
                 latest = latest.min(grace_ends_at);
                 after(intervals.after_error(&mut watch.delays))
             }
-            Outcome::Unchanged => after(intervals.after_unchanged(&mut watch.delays)),
-            Outcome::Changed => after(intervals.after_changed(&mut watch.delays)),
+            Outcome::Unchanged => {
+                let exponential = intervals.after_unchanged(&mut watch.delays);
+                after(learned.unwrap_or(exponential))
+            }
+            Outcome::Changed => {
+                let exponential = intervals.after_changed(&mut watch.delays);
+                after(learned.unwrap_or(exponential))
+            }
             Outcome::Throttled { retry_after } | Outcome::Failed { retry_after } => {
                 // Issue 7.6: the backoff counts from the answer (`now`), so
                 // a request that timed out is not retried at once, and a
@@ -516,12 +660,16 @@ impl Scheduler {
 
     /// Applies a new `[poll]` policy (a reload): each region's budget takes
     /// the new `rate_limit` at once, `max_in_flight` and `not_found_grace`
-    /// hold from now, the intervals shape every delay chosen from now on,
+    /// hold from now, the intervals and `schedule` shape every delay chosen
+    /// from now on (learned models are kept),
     /// and every deadline moves by the change in `max_watch`. Due times
     /// already chosen stand.
     pub fn set_policy(&mut self, policy: &PollSettings, now: Instant) {
         let max_watch_was = self.max_watch;
         self.intervals = Intervals::new(policy);
+        self.learning.policy = policy.schedule;
+        self.learning.exponential = Some(Exponential::from_settings(policy));
+        self.learning.schedules.clear();
         self.rate_limit = policy.rate_limit;
         self.max_in_flight = policy.max_in_flight.max(1);
         self.max_watch = policy.max_watch.min(HORIZON);

@@ -2,6 +2,7 @@
 //! drive many watches against a simulated server quota.
 
 use super::*;
+use crate::config::SchedulePolicy;
 use std::collections::VecDeque;
 
 fn secs(n: u64) -> Duration {
@@ -1051,4 +1052,109 @@ fn due_now_moves_a_waiting_watch_to_the_front_and_leaves_one_in_flight_alone() {
     assert_eq!(s.take_ready(t1), Some(id));
     s.due_now(id, t1); // in flight: nothing changes
     assert_eq!(s.in_flight(), 1);
+}
+
+/// Polls of one watch of flow F, alias A, started at `t0` and polled first
+/// at `t0`, until its execution (taking `ends`) would be seen ended: the
+/// ages of every poll, in seconds.
+fn ages_until_seen(s: &mut Scheduler, t0: Instant, ends: Duration) -> Vec<f64> {
+    let id = s.insert("r", t0, Duration::ZERO);
+    s.set_flow(id, "F", "A");
+    let mut now = t0;
+    let mut ages = Vec::new();
+    let mut outcome = Outcome::Changed;
+    loop {
+        assert_eq!(s.take_ready(now), Some(id));
+        ages.push((now - t0).as_secs_f64());
+        s.started(id, t0);
+        if now - t0 >= ends {
+            assert_eq!(s.record(id, &Outcome::Terminal, now), Next::Done);
+            return ages;
+        }
+        match s.record(id, &outcome, now) {
+            Next::PollAt(at) => now = at,
+            other => panic!("unexpected {other:?}"),
+        }
+        outcome = Outcome::Unchanged;
+    }
+}
+
+fn learned_policy() -> PollSettings {
+    PollSettings {
+        schedule: SchedulePolicy::Learned,
+        ..policy()
+    }
+}
+
+#[test]
+fn a_learned_flow_of_50_s_runs_is_polled_near_50_s() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&learned_policy());
+    for _ in 0..40 {
+        s.observe("r", "F", "A", secs(50));
+    }
+    let ages = ages_until_seen(&mut s, t0, secs(50));
+    let seen = *ages.last().expect("at least one poll");
+    // Exponential (the first answer is a transition): 0, 2, 4, 8, 16, 32,
+    // 64: seen 14 s late, in 7 polls. Learned: nothing between the first
+    // poll and the learned bins (43.6 s on, 9 % wide, smoothed), then polls
+    // a second or so apart: seen within 1.2 s, for about as many polls.
+    assert!((50.0..51.2).contains(&seen), "seen at {seen} s: {ages:?}");
+    assert!(ages[1] > 40.0, "wasted early polls: {ages:?}");
+    assert!(ages.len() <= 8, "{} polls: {ages:?}", ages.len());
+}
+
+#[test]
+fn with_nothing_learned_or_the_exponential_policy_delays_stay_exponential() {
+    // The first answer is a transition: the delay resets to 2 s, twice.
+    let expected = vec![0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&learned_policy());
+    assert_eq!(ages_until_seen(&mut s, t0, secs(50)), expected);
+    let mut s = Scheduler::new(&policy());
+    for _ in 0..40 {
+        s.observe("r", "F", "A", secs(50));
+    }
+    assert_eq!(ages_until_seen(&mut s, t0, secs(50)), expected);
+    // A reload to learned uses what was learned meanwhile.
+    let t1 = t0 + secs(100);
+    s.set_policy(&learned_policy(), t1);
+    assert!(*ages_until_seen(&mut s, t1, secs(50)).last().unwrap() < 51.2);
+}
+
+#[test]
+fn a_learned_watch_without_a_known_start_stays_exponential() {
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(&learned_policy());
+    for _ in 0..40 {
+        s.observe("r", "F", "A", secs(50));
+    }
+    let id = s.insert("r", t0, Duration::ZERO);
+    s.set_flow(id, "F", "A");
+    let seen = run(
+        &mut s,
+        id,
+        t0,
+        &[Outcome::Changed, Outcome::Unchanged, Outcome::Unchanged],
+    );
+    assert_eq!(seen, at(t0, &[2, 4, 8]));
+}
+
+#[test]
+fn models_are_kept_across_a_restore() {
+    let mut s = Scheduler::new(&learned_policy());
+    s.observe("r", "F", "A", secs(50));
+    let saved = s.models().clone();
+    let mut other = Scheduler::new(&learned_policy());
+    other.restore_models(saved.clone());
+    assert_eq!(other.models(), &saved);
+    assert!(
+        saved
+            .get(&learned::ModelKey {
+                region: "r".into(),
+                flow: "F".into(),
+                alias: "A".into()
+            })
+            .is_some()
+    );
 }
