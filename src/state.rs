@@ -19,6 +19,10 @@
 //! file whose content does not parse is renamed aside, never fatal; one that
 //! cannot be read at all (a directory, no permission) is a start-up error,
 //! since renaming it would hide an operator's mistake, not corruption.
+//!
+//! Why one file of this size: the file format, its lock and the coalescing
+//! writer are one contract (what is on disk, and when), and their tests share
+//! fixtures.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -33,8 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::watch::request::WatchRequest;
 use crate::schedule::learned::Models;
+use crate::watch::request::WatchRequest;
 
 /// The on-disk format this build reads and writes.
 pub const VERSION: u32 = 1;

@@ -8,6 +8,10 @@
 //! between them and the edges. `book.rs` keeps the watches, `answer.rs`
 //! acts on a finished poll, `reload.rs` applies a new config, `details.rs`
 //! fetches the failure details of executions that ended failing (issue 9).
+//!
+//! Why one file of this size: it is the one loop, and every kind of request it
+//! starts (polls, and the hooks of the details, discovery, API and HA rooms)
+//! meets here; each room's own logic lives in its own file beside it.
 
 mod answer;
 pub mod api;

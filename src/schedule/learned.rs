@@ -48,6 +48,9 @@
 //! Cost: an estimate and its schedule take O(`BINS` × 60) arithmetic; a
 //! caller polling many watches of one flow should keep the `Schedule` and
 //! rebuild it when the model changes.
+//!
+//! Why one file of this size: the model, its estimate and the schedule it
+//! places are one calculation that must agree on bins, weights and units.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -15,6 +15,10 @@
 //! - At most `max_in_flight` requests in all, at most one per watch.
 //! - `max_watch` is a per-watch deadline; `not_found_grace` bounds a streak
 //!   of `ResourceNotFoundException`.
+//!
+//! Why one file of this size: the scheduler's one state (watches, regions,
+//! in-flight, learned models) and the rules that change it; the queue, rate
+//! and intervals are already files of their own.
 
 pub mod interval;
 pub mod learned;

@@ -2,6 +2,10 @@
 //! scenario, or the first problem as `FILE:LINE:COLUMN: KEY: PROBLEM`. Every
 //! key is read through one small reader that remembers which keys it took, so
 //! an unknown key (a typo) is an error pointing at that key.
+//!
+//! Why one file of this size: one function per scenario table, each checking
+//! every key at its position through the one key reader at the bottom;
+//! splitting tables from that reader would scatter one format.
 
 use std::ops::Range;
 use std::path::Path;
