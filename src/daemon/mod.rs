@@ -436,8 +436,27 @@ impl<F: Fetch + Lister> Daemon<F> {
             };
             let fetch = self.fetch.clone();
             let limit = self.poll_limit();
+            let gate = self.gate.clone();
             let task = self.in_flight.spawn(async move {
                 let started = Instant::now();
+                // The gate again, as the request goes out: a process frozen
+                // between spawning this task and sending (SIGSTOP, a long
+                // pause) must not send once its lease may have passed on.
+                if let Some(gate) = gate
+                    && !gate.may_poll(started)
+                {
+                    let outcome = PollOutcome::Failed {
+                        kind: FailureKind::Connection,
+                        code: None,
+                        message: "not sent: this instance no longer leads".to_string(),
+                        retry_after: None,
+                    };
+                    return Done {
+                        id,
+                        outcome: Ok(outcome),
+                        latency: Duration::ZERO,
+                    };
+                }
                 let outcome = match tokio::time::timeout(limit, fetch.fetch(&target)).await {
                     Ok(outcome) => outcome,
                     Err(_) => PollOutcome::Failed {
