@@ -26,16 +26,13 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use flowwatch::daemon::{Daemon, Edges};
+use flowwatch::daemon::Daemon;
 use flowwatch::poll::{
     EventsPage, EventsRequest, ExecutionsPage, ExecutionsRequest, Fetch, Lister, PollOutcome,
     ReadFailure, SdkFetcher, Target,
 };
-use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
 use flowwatch::simulate::Scenario;
-use flowwatch::state::Snapshot;
 
 use common::{
     ALIAS, FLOW, SimProcess, arg, config_text, credentials, events_to_sink, execution_arns,
@@ -231,16 +228,7 @@ async fn daemon(
         limit: requests,
         stop: stop.clone(),
     };
-    let edges = Edges {
-        default_region: None,
-        state: None,
-        restored: Snapshot::default(),
-        metrics: metrics.clone(),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
-    };
+    let edges = common::edges(metrics.clone());
     let daemon = Daemon::new(config, fetch, edges, tokio::time::Instant::now())
         .expect("every watch has a region");
     let setup = process_cpu() - cpu_setup;

@@ -33,14 +33,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use flowwatch::daemon::{Daemon, Edges, Reload};
+use flowwatch::daemon::{Daemon, Reload};
 use flowwatch::poll::SdkFetcher;
-use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
 use flowwatch::simulate::scenario::ExecRef;
 use flowwatch::simulate::{Scenario, Simulator};
-use flowwatch::state::Snapshot;
 
 use common::{arg, config_text, credentials};
 
@@ -302,16 +299,7 @@ async fn run(
         Some(credentials()),
     )
     .await;
-    let edges = Edges {
-        default_region: None,
-        state: None,
-        restored: Snapshot::default(),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
-    };
+    let edges = common::edges(Arc::new(Metrics::new()));
     let daemon =
         Daemon::new(config, fetch, edges, Instant::now()).expect("every watch has a region");
     let stop = CancellationToken::new();

@@ -22,13 +22,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use flowwatch::daemon::{Daemon, Edges};
+use flowwatch::daemon::Daemon;
 use flowwatch::poll::SdkFetcher;
-use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
 use flowwatch::simulate::Scenario;
-use flowwatch::state::Snapshot;
 
 use common::{SimProcess, arg, config_text, credentials, events_to_sink, execution_arns, rss};
 
@@ -136,19 +133,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn edges() -> Edges {
-    Edges {
-        default_region: None,
-        state: None,
-        restored: Snapshot::default(),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
-    }
-}
-
 const POLL: &str =
     "interval_initial = \"2s\"\ninterval_max = \"60s\"\nrate_limit = 400.0\nmax_in_flight = 64";
 
@@ -188,7 +172,7 @@ fn main() {
         ),
     ] {
         let text = config_text(&sim.endpoint, POLL, &arns, labels);
-        let edges = edges();
+        let edges = common::edges(Arc::new(Metrics::new()));
         let before = heap();
         PEAK.store(before.bytes, Ordering::Relaxed);
         let clock = std::time::Instant::now();

@@ -32,13 +32,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use flowwatch::daemon::{Daemon, Edges};
+use flowwatch::daemon::Daemon;
 use flowwatch::poll::SdkFetcher;
-use flowwatch::service::http::Health;
 use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
 use flowwatch::simulate::{Scenario, Simulator, Stats};
-use flowwatch::state::Snapshot;
 
 use common::{
     ALIAS, FLOW, arg, config_text, credentials, events_to_sink, execution_arns, execution_ids,
@@ -176,16 +173,7 @@ async fn flowwatch(setup: Setup) -> Stats {
         Some(credentials()),
     )
     .await;
-    let edges = Edges {
-        default_region: None,
-        state: None,
-        restored: Snapshot::default(),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
-    };
+    let edges = common::edges(Arc::new(Metrics::new()));
     let daemon =
         Daemon::new(config, fetch, edges, Instant::now()).expect("every watch has a region");
     let stop = CancellationToken::new();

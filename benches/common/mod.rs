@@ -15,7 +15,14 @@ use aws_sdk_bedrockagentruntime::config::{BehaviorVersion, Region};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use std::sync::Arc;
+
+use flowwatch::daemon::Edges;
+use flowwatch::service::http::Health;
+use flowwatch::service::metrics::Metrics;
+use flowwatch::service::notify::Notifier;
 use flowwatch::simulate::Scenario;
+use flowwatch::state::Snapshot;
 
 pub const FLOW: &str = "FLOWBENCH1";
 pub const ALIAS: &str = "ALIASBENCH";
@@ -223,4 +230,19 @@ pub fn list_arg(name: &str, default: &str) -> Vec<f64> {
                 .unwrap_or_else(|_| panic!("--{name}: {v:?}"))
         })
         .collect()
+}
+
+/// A daemon's edges for a bench: no state, no file watching, no sd_notify,
+/// fresh metrics (pass your own to read them).
+pub fn edges(metrics: Arc<Metrics>) -> Edges {
+    Edges {
+        default_region: None,
+        state: None,
+        restored: Snapshot::default(),
+        metrics,
+        health: Arc::new(Health::new()),
+        notifier: Notifier::disabled(),
+        files: None,
+        once: false,
+    }
 }
