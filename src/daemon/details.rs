@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::Daemon;
 use crate::details::{self, DetailsEnd, DetailsFetch, DetailsPolicy};
 use crate::event::{self, Event};
-use crate::poll::{EventsPage, EventsRequest, FailureKind, Fetch, Lister, ReadFailure};
+use crate::poll::{EventsPage, EventsRequest, Fetch, Lister, ReadFailure};
 use crate::schedule;
 use crate::watch::WatchKey;
 
@@ -191,12 +191,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                     key,
                     region,
                     sent_at,
-                    answer: Err(ReadFailure::Failed {
-                        kind: FailureKind::Client,
-                        code: None,
-                        message: "the request task panicked".to_string(),
-                        retry_after: None,
-                    }),
+                    answer: Err(ReadFailure::panicked()),
                 }
             }
         };
@@ -206,18 +201,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             sent_at,
             answer,
         } = done;
-        let seen = match &answer {
-            Ok(_) => schedule::Outcome::Unchanged,
-            Err(ReadFailure::Throttled { retry_after }) => {
-                self.edges.metrics.throttled(&region);
-                schedule::Outcome::Throttled {
-                    retry_after: *retry_after,
-                }
-            }
-            Err(ReadFailure::Failed { .. }) => schedule::Outcome::Failed { retry_after: None },
-            Err(_) => schedule::Outcome::Unchanged,
-        };
-        self.scheduler.token_done(&region, &seen, sent_at, now);
+        self.token_answered(&region, answer.as_ref().err(), sent_at, now);
         let (Some(fetch), Some(tracked)) =
             (self.details.fetches.get_mut(&key), self.book.get(&key))
         else {

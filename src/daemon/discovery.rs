@@ -22,9 +22,7 @@ use tokio::time::Instant;
 use super::Daemon;
 use crate::config::FlowWatch;
 use crate::discover::{self, Decision, Known, SeenSet, Walk};
-use crate::poll::{
-    ExecutionsPage, ExecutionsRequest, FailureKind, Fetch, Lister, Observation, ReadFailure,
-};
+use crate::poll::{ExecutionsPage, ExecutionsRequest, Fetch, Lister, Observation, ReadFailure};
 use crate::schedule;
 use crate::state::SavedDiscovery;
 use crate::watch::ids::ExecutionRef;
@@ -248,28 +246,11 @@ impl<F: Fetch + Lister> Daemon<F> {
                     table,
                     region,
                     sent_at,
-                    answer: Err(ReadFailure::Failed {
-                        kind: FailureKind::Client,
-                        code: None,
-                        message: "the request task panicked".to_string(),
-                        retry_after: None,
-                    }),
+                    answer: Err(ReadFailure::panicked()),
                 }
             }
         };
-        let seen = match &done.answer {
-            Ok(_) => schedule::Outcome::Unchanged,
-            Err(ReadFailure::Throttled { retry_after }) => {
-                self.edges.metrics.throttled(&done.region);
-                schedule::Outcome::Throttled {
-                    retry_after: *retry_after,
-                }
-            }
-            Err(ReadFailure::Failed { .. }) => schedule::Outcome::Failed { retry_after: None },
-            Err(_) => schedule::Outcome::Unchanged,
-        };
-        self.scheduler
-            .token_done(&done.region, &seen, done.sent_at, now);
+        self.token_answered(&done.region, done.answer.as_ref().err(), done.sent_at, now);
         let budget = self.walk_budget(&done.region);
         let Some(index) = self
             .discovery

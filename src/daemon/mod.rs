@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::event::{self, Event, LevelHandle};
-use crate::poll::{FailureKind, Fetch, Lister, PollOutcome, Target};
+use crate::poll::{FailureKind, Fetch, Lister, PollOutcome, ReadFailure, Target};
 use crate::schedule::{Scheduler, WatchId};
 use crate::service::files::FileWatcher;
 use crate::service::http::Health;
@@ -475,6 +475,31 @@ impl<F: Fetch + Lister> Daemon<F> {
             self.tasks.insert(task.id(), id);
         }
         self.start_details(now);
+    }
+
+    /// A list or details request (not a poll) was answered: its token and
+    /// in-flight slot go back, and a throttle or failure tells the region's
+    /// shared rate, as a poll's would.
+    fn token_answered(
+        &mut self,
+        region: &str,
+        failure: Option<&ReadFailure>,
+        sent_at: Instant,
+        now: Instant,
+    ) {
+        let seen = match failure {
+            Some(ReadFailure::Throttled { retry_after }) => {
+                self.edges.metrics.throttled(region);
+                crate::schedule::Outcome::Throttled {
+                    retry_after: *retry_after,
+                }
+            }
+            Some(ReadFailure::Failed { .. }) => {
+                crate::schedule::Outcome::Failed { retry_after: None }
+            }
+            _ => crate::schedule::Outcome::Unchanged,
+        };
+        self.scheduler.token_done(region, &seen, sent_at, now);
     }
 
     /// How long one poll may take, fixed when it starts (a reload leaves

@@ -136,6 +136,17 @@ pub enum ReadFailure {
 }
 
 impl ReadFailure {
+    /// The task that sent the request panicked (a bug): not retried as a
+    /// server fault would be.
+    pub fn panicked() -> ReadFailure {
+        ReadFailure::Failed {
+            kind: FailureKind::Client,
+            code: None,
+            message: "the request task panicked".to_string(),
+            retry_after: None,
+        }
+    }
+
     /// No answer within `limit`: retryable, as a poll's timeout is.
     pub fn timed_out(limit: std::time::Duration) -> ReadFailure {
         ReadFailure::Failed {
