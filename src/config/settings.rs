@@ -2,6 +2,9 @@
 //! `[state]` and `[http]`. In: the raw tables with their spans. Out: the
 //! typed settings with every default filled in, or a `ConfigError` at the
 //! offending value. Each value is checked here once; nothing downstream re-checks.
+//!
+//! Why one file of this size: every settings table and its checks, each key
+//! read the same way with its position; the tables are small, the keys many.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
