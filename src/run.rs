@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report, api};
+use crate::daemon::api::{self, ApiInbox};
+use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report};
 use crate::error::error_chain;
 use crate::event::{self, Event, LevelHandle};
 use crate::poll::SdkFetcher;
@@ -72,31 +73,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     .await;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
-    let mut api_inbox = None;
-    if let Some(http) = &config.http {
-        let failed = |source| DaemonError::Http {
-            listen: http.listen,
-            source,
-        };
-        // The watch API (issue 10) answers from the loop through a channel.
-        let token = match &http.token_file {
-            Some(path) => Some(service::api::read_token(path).map_err(failed)?),
-            None => None,
-        };
-        let (client, inbox) = api::channel();
-        api_inbox = Some(inbox);
-        let routes = service::api::router(http, client, token, shutdown.clone());
-        service::http::serve_routes(
-            http.listen,
-            service::http::LIMITS,
-            health.clone(),
-            metrics.clone(),
-            routes,
-            shutdown.clone(),
-        )
-        .await
-        .map_err(failed)?;
-    }
+    let api_inbox = serve_http(&config, &health, &metrics, &shutdown).await?;
     let (state, restored) = match &config.state {
         None => (None, Snapshot::default()),
         Some(settings) => {
@@ -118,21 +95,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         }
     };
     let files = if options.live_reload {
-        match FileWatcher::spawn(&config.path, &config.include, FILES_QUIET) {
-            Ok((watcher, mut changes)) => {
-                let reload_tx = reload_tx.clone();
-                tokio::spawn(async move {
-                    while changes.recv().await.is_some() {
-                        let _ = reload_tx.try_send(Reload::Files); // one pending is enough
-                    }
-                });
-                Some(watcher)
-            }
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "config files are not watched; SIGHUP still reloads");
-                None
-            }
-        }
+        watch_files(&config, reload_tx.clone())
     } else {
         None
     };
@@ -154,6 +117,63 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         daemon = daemon.with_log_level(log_level);
     }
     Ok(daemon.run(reload_rx, shutdown).await)
+}
+
+/// Serves `[http]` (health, metrics and the `/v1` API) when configured;
+/// the inbox is where the API's requests reach the loop.
+pub(crate) async fn serve_http(
+    config: &Config,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Option<ApiInbox>, DaemonError> {
+    let Some(http) = &config.http else {
+        return Ok(None);
+    };
+    let failed = |source| DaemonError::Http {
+        listen: http.listen,
+        source,
+    };
+    // The watch API (issue 10) answers from the loop through a channel.
+    let token = match &http.token_file {
+        Some(path) => Some(service::api::read_token(path).map_err(failed)?),
+        None => None,
+    };
+    let (client, inbox) = api::channel();
+    let routes = service::api::router(http, client, token, health.clone(), shutdown.clone());
+    service::http::serve_routes(
+        http.listen,
+        service::http::LIMITS,
+        health.clone(),
+        metrics.clone(),
+        routes,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(failed)?;
+    Ok(Some(inbox))
+}
+
+/// Watches the config and include files, asking for a reload when they
+/// change; `None` (with a warning) when they cannot be watched.
+pub(crate) fn watch_files(
+    config: &Config,
+    reload_tx: mpsc::Sender<Reload>,
+) -> Option<Arc<FileWatcher>> {
+    match FileWatcher::spawn(&config.path, &config.include, FILES_QUIET) {
+        Ok((watcher, mut changes)) => {
+            tokio::spawn(async move {
+                while changes.recv().await.is_some() {
+                    let _ = reload_tx.try_send(Reload::Files); // one pending is enough
+                }
+            });
+            Some(Arc::new(watcher))
+        }
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "config files are not watched; SIGHUP still reloads");
+            None
+        }
+    }
 }
 
 /// State writes are coalesced to at most one per this period.

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{self, JoinError};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::book::{Ending, Tracked};
 use super::{Daemon, Done};
@@ -119,6 +120,36 @@ pub fn channel() -> (ApiClient, ApiInbox) {
         },
         ApiInbox { requests, changes },
     )
+}
+
+impl ApiInbox {
+    /// Under `[ha]` the HTTP side outlives each term's loop: hands this
+    /// inbox's requests to a term's `client` and carries its changes back,
+    /// until `stop` or the term's loop is gone.
+    pub async fn relay(&mut self, term: ApiClient, stop: CancellationToken) {
+        let mut changes = term.changes.clone();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                got = self.requests.recv() => match got {
+                    Some(request) => {
+                        if term.requests.send(request).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                Ok(()) = changes.changed() => self.changes.send_modify(|n| *n += 1),
+            }
+        }
+    }
+
+    /// A standby's answer to a request that raced the end of a term: it is
+    /// dropped, so its caller hears 503 at once instead of waiting a term.
+    /// `false` once no request can come any more.
+    pub async fn refuse_next(&mut self) -> bool {
+        self.requests.recv().await.is_some()
+    }
 }
 
 /// The loop is gone (stopping): the handler answers 503.

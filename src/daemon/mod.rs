@@ -89,7 +89,7 @@ pub struct Edges {
     pub health: Arc<Health>,
     pub notifier: Notifier,
     /// Kept alive while the loop runs; re-aimed after a reload.
-    pub files: Option<FileWatcher>,
+    pub files: Option<Arc<FileWatcher>>,
     /// With `--once`: stop when every watch is terminal or abandoned.
     pub once: bool,
 }

@@ -144,7 +144,7 @@ impl<F: Fetch + Lister> Daemon<F> {
         }
         self.last_error = loaded.as_ref().err().cloned();
         self.edges.notifier.reloading();
-        if let Some(files) = &mut self.edges.files {
+        if let Some(files) = &self.edges.files {
             // Before applying: the watched folders follow the include globs
             // (and folders created since), whether or not the config is good.
             let include = loaded

@@ -25,12 +25,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, HaBackend, HaSettings};
+use crate::daemon::api::{self, ApiInbox};
 use crate::daemon::{Daemon, DaemonError, Edges, Reload, Report, Verdict};
 use crate::error::error_chain;
 use crate::event::{self, Event};
 use crate::poll::SdkFetcher;
 use crate::run::{STATE_EVERY, StartOptions, StopSignals};
-use crate::service;
+use crate::service::files::FileWatcher;
 use crate::service::http::Health;
 use crate::service::metrics::Metrics;
 use crate::service::notify::Notifier;
@@ -53,9 +54,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     let hurry = CancellationToken::new();
     crate::run::spawn_stop_on_signals(StopSignals::install(), shutdown.clone(), hurry.clone());
     let (reload_tx, mut reloads) = mpsc::channel(2);
-    if options.live_reload {
-        crate::run::spawn_reload_on_sighup(reload_tx);
-    }
+    let files = if options.live_reload {
+        crate::run::spawn_reload_on_sighup(reload_tx.clone());
+        crate::run::watch_files(&config, reload_tx)
+    } else {
+        None
+    };
     let fetch = SdkFetcher::new(
         &config.aws,
         config.poll.request_timeout,
@@ -65,19 +69,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
     let metrics = Arc::new(Metrics::new().with_leader());
     let health = Arc::new(Health::new());
     health.set_standby(Some(None));
-    if let Some(http) = &config.http {
-        service::http::serve(
-            http.listen,
-            health.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .map_err(|source| DaemonError::Http {
-            listen: http.listen,
-            source,
-        })?;
-    }
+    let api = crate::run::serve_http(&config, &health, &metrics, &shutdown).await?;
     let HaBackend::Etcd {
         endpoints,
         election,
@@ -96,6 +88,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         gate: Gate::closed(),
         etcd: None,
         notifier: Notifier::from_env(),
+        files,
+        api,
     };
     me.stand_by(None);
     // A standby is a healthy, started service: systemd must not time it out.
@@ -144,6 +138,10 @@ struct Instance {
     /// systemd: READY and the watchdog while standing by (a term's loop
     /// sends its own).
     notifier: Notifier,
+    /// The config and include files, watched for the whole process.
+    files: Option<Arc<FileWatcher>>,
+    /// The `/v1` API's requests: relayed to a term's loop while leading.
+    api: Option<ApiInbox>,
 }
 
 /// How a term ended.
@@ -217,6 +215,7 @@ impl Instance {
                         self.notifier.watchdog();
                     }
                     Some(_) = reloads.recv() => self.reload(),
+                    true = refuse_next(&mut self.api) => {}
                     () = &mut pause => break,
                 }
             }
@@ -246,7 +245,14 @@ impl Instance {
     /// A standby's reload: the next term runs on the new config; a bad one
     /// is reported and the old one stays.
     fn reload(&mut self) {
-        match config::load(&self.config.path) {
+        let loaded = config::load(&self.config.path);
+        if let Some(files) = &self.files {
+            let include = loaded
+                .as_ref()
+                .map_or(&self.config.include, |new| &new.include);
+            files.rewatch(&self.config.path, include);
+        }
+        match loaded {
             Ok(config) => {
                 self.metrics.reload(true);
                 self.config = config;
@@ -339,7 +345,7 @@ impl Instance {
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             notifier: Notifier::from_env(),
-            files: None,
+            files: self.files.clone(),
             once,
         };
         let term_stop = CancellationToken::new();
@@ -381,7 +387,24 @@ impl Instance {
                 reloads
             }
         });
-        let daemon = Daemon::new(self.config.clone(), fetch, edges, Instant::now());
+        let (term_api, relay) = match self.api.take() {
+            Some(mut inbox) => {
+                let (client, term_inbox) = api::channel();
+                let term_stop = term_stop.clone();
+                let relay = tokio::spawn(async move {
+                    inbox.relay(client, term_stop).await;
+                    inbox
+                });
+                (Some(term_inbox), Some(relay))
+            }
+            None => (None, None),
+        };
+        let daemon = Daemon::new(self.config.clone(), fetch, edges, Instant::now()).map(|daemon| {
+            match term_api {
+                Some(inbox) => daemon.with_api(inbox),
+                None => daemon,
+            }
+        });
         let report = match daemon {
             Ok(daemon) => {
                 daemon
@@ -401,12 +424,24 @@ impl Instance {
         term_stop.cancel();
         watcher.abort();
         let reloads = forward.await.expect("the reload forwarder does not panic");
+        if let Some(relay) = relay {
+            self.api = Some(relay.await.expect("the API relay does not panic"));
+        }
         let stopped = !lost.is_cancelled();
         renewals.abort();
         // After the final state write, so the successor reads it; after a
         // lost renewal too (best effort), so a slow etcd hands over sooner.
         etcd.revoke(lease).await;
         Ok((Ended { report, stopped }, reloads))
+    }
+}
+
+/// The next API request while standing by, dropped (its caller hears 503);
+/// never without the API.
+async fn refuse_next(api: &mut Option<ApiInbox>) -> bool {
+    match api {
+        Some(inbox) => inbox.refuse_next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -7,6 +7,9 @@
 //! Limits (`[http]`): body size (413), API watches (429), long polls and
 //! stream clients waiting at once (503); each answer is a JSON body
 //! `{"error": .., "message": ..}` (with `field` for a 400).
+//!
+//! With `[ha]`, a standby answers every `/v1` request 503 naming the leader
+//! (issue 12): only the leader's loop holds the watches.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::http::Health;
 use super::stream::{self, Lost, Ring};
 use crate::config::HttpSettings;
 use crate::daemon::api::{ApiClient, ApiError, Gone, WatchView};
@@ -66,11 +70,13 @@ pub fn read_token(path: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// The `/v1` routes, answering from `client` within `settings`' limits.
+/// The `/v1` routes, answering from `client` within `settings`' limits
+/// while `health` says this instance leads (always, without `[ha]`).
 pub fn router(
     settings: &HttpSettings,
     client: ApiClient,
     token: Option<String>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> Router {
     let api = Api {
@@ -87,6 +93,29 @@ pub fn router(
         .route("/v1/watches/{id}", get(one).delete(remove))
         .route("/v1/events", get(events))
         .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(health, unless_standby))
+}
+
+/// 503 naming the leader while standing by; else the route's answer.
+async fn unless_standby(
+    State(health): State<Arc<Health>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match health.standby() {
+        None => next.run(request).await,
+        Some(leader) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "error": "standby",
+                "leader": leader,
+                "message": format!(
+                    "this instance stands by; the leader is {}",
+                    leader.as_deref().unwrap_or("unknown")
+                ),
+            }),
+        ),
+    }
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {

@@ -119,7 +119,7 @@ impl FileWatcher {
     /// Watches what a reloaded config names (call after every reload, applied
     /// or rejected): new base folders are added, unused ones dropped. Folders
     /// that cannot be watched are logged at ERROR. Blocks briefly.
-    pub fn rewatch(&mut self, config_path: &Path, include_globs: &[String]) {
+    pub fn rewatch(&self, config_path: &Path, include_globs: &[String]) {
         *lock(&self.shared.targets) = Targets::new(config_path, include_globs);
         let mut watching = lock(&self.shared.watching);
         watching.config_path = config_path.to_owned();

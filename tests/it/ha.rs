@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use flowwatch::simulate::Simulator;
 
+use crate::api;
 use crate::support::{self, Events, Spawned, etcd::Etcd};
 
 /// Short leases so takeovers happen in seconds.
@@ -48,6 +49,18 @@ impl Instance {
         );
         std::fs::write(&config, text).expect("write the config");
         Instance { _dir: dir, config }
+    }
+
+    /// Adds `[http]` on `addr` (the `/v1` API with it).
+    fn with_http(self, addr: std::net::SocketAddr) -> Instance {
+        self.append(&format!("\n[http]\nlisten = \"{addr}\"\n"));
+        self
+    }
+
+    fn append(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config).expect("read the config");
+        config.push_str(text);
+        std::fs::write(&self.config, config).expect("write the config");
     }
 
     fn start(&self) -> Spawned {
@@ -339,4 +352,88 @@ async fn a_leader_frozen_past_its_lease_sends_nothing_after_it_resumes() {
         "a sent requests after it resumed:\n{}",
         first.events()
     );
+}
+
+#[tokio::test]
+async fn the_api_and_the_watched_files_follow_the_leader() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let sim = support::simulator(&scenario(&[
+        ("run-c", "600s", "Succeeded"),
+        ("run-api", "600s", "Succeeded"),
+        ("run-file", "600s", "Succeeded"),
+    ]))
+    .await;
+    let (addr_a, addr_b) = (api::free_addr(), api::free_addr());
+    let a = Instance::new(&sim, &etcd, "a", "api", &["run-c"]).with_http(addr_a);
+    let b = Instance::new(&sim, &etcd, "b", "api", &["run-c"]).with_http(addr_b);
+    let first = a.start();
+    first.wait_for("a to lead", SOON, leading).await;
+    let second = b.start();
+    second
+        .wait_for("b to stand by, naming a", SOON, |e| {
+            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
+        })
+        .await;
+
+    // A standby's API refuses, naming the leader.
+    let refused = request(addr_b, "GET", "/v1/watches", None).await;
+    assert_eq!(refused.status, 503, "{}", refused.json);
+    assert_eq!(refused.json["error"], "standby", "{}", refused.json);
+    assert_eq!(refused.json["leader"], "a", "{}", refused.json);
+
+    // The leader's API adds a watch; the leader's files are watched.
+    let body = format!("{{\"execution_arn\":\"{}\"}}", api::arn("run-api"));
+    let added = request(addr_a, "POST", "/v1/watches", Some(&body)).await;
+    assert_eq!(added.status, 201, "{}", added.json);
+    a.append(
+        "\n[[watch]]\nflow = \"FLOW123456\"\nalias = \"ALIAS12345\"\nexecution = \"run-file\"\n",
+    );
+    first
+        .wait_for("a to add run-file from its changed file", SOON, |e| {
+            e.named("watch.added")
+                .iter()
+                .any(|w| w["execution"] == "run-file")
+        })
+        .await;
+    first
+        .wait_for("a to see run-api running", SOON, |e| {
+            e.transitions_of("run-api").iter().any(|to| to == "Running")
+        })
+        .await;
+
+    // After a handover the API watch lives on the new leader.
+    first.signal("TERM");
+    second.wait_for("b to lead", LEASE, leading).await;
+    let path = format!("/v1/watches/{}", api::encoded(&api::arn("run-api")));
+    let since = Instant::now();
+    let moved = loop {
+        let answer = request(addr_b, "GET", &path, None).await;
+        if answer.status == 200 || since.elapsed() > SOON {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(moved.status, 200, "{}", moved.json);
+    assert_eq!(moved.json["source"], "api", "{}", moved.json);
+    assert_eq!(moved.json["status"], "Running", "{}", moved.json);
+    let stopped = request(addr_a, "GET", "/v1/watches", None).await;
+    assert_ne!(stopped.status, 200, "a still answers after it stopped");
+}
+
+async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> api::Answer {
+    match api::try_request(addr, method, path, &[], body).await {
+        Some(answer) => answer,
+        None => api::Answer {
+            status: 0,
+            head: String::new(),
+            json: serde_json::Value::Null,
+        },
+    }
 }

@@ -24,14 +24,14 @@ const SOON: Duration = Duration::from_secs(10);
 const FLOW: &str = "FLOW123456";
 const ALIAS: &str = "ALIAS12345";
 
-fn arn(execution: &str) -> String {
+pub(crate) fn arn(execution: &str) -> String {
     format!(
         "arn:aws:bedrock:us-east-1:123456789012:flow/{FLOW}/alias/{ALIAS}/execution/{execution}"
     )
 }
 
 /// The ARN as one URL path segment.
-fn encoded(text: &str) -> String {
+pub(crate) fn encoded(text: &str) -> String {
     text.replace(':', "%3A").replace('/', "%2F")
 }
 
@@ -47,7 +47,7 @@ fn execution(id: &str, end: Option<(&str, &str)>) -> String {
     text
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     probe.local_addr().unwrap()
 }
@@ -114,13 +114,13 @@ impl Setup {
     }
 }
 
-struct Answer {
-    status: u16,
-    head: String,
-    json: Value,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub json: Value,
 }
 
-async fn try_request(
+pub(crate) async fn try_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
