@@ -572,7 +572,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("etc")).unwrap();
         fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
         fs::write(&config, "").unwrap();
-        let (mut w, mut changes) = FileWatcher::spawn(&config, &[], QUIET).unwrap();
+        let (w, mut changes) = FileWatcher::spawn(&config, &[], QUIET).unwrap();
         fs::write(dir.path().join("elsewhere/a.toml"), "").unwrap();
         assert!(
             silent(&mut changes).await,
