@@ -357,9 +357,11 @@ async fn one_execution_by_arn_and_by_parts_in_an_include_is_one_watch() {
         serde_json::json!({ "team": "a", "tier": "gold" }),
         "{added}"
     );
-    assert_eq!(
-        run.events.transitions_of("run-1"),
-        ["Running", "Succeeded"],
+    // Each transition once (a late first poll on a loaded machine may see
+    // only the end).
+    let seen = run.events.transitions_of("run-1");
+    assert!(
+        seen == ["Running", "Succeeded"] || seen == ["Succeeded"],
         "{}",
         run.events
     );
