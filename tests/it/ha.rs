@@ -10,10 +10,10 @@ use flowwatch::simulate::Simulator;
 use crate::support::{self, Events, Spawned, etcd::Etcd};
 
 /// Short leases so takeovers happen in seconds.
-const LEASE: Duration = Duration::from_secs(3);
-const SOON: Duration = Duration::from_secs(20);
+pub const LEASE: Duration = Duration::from_secs(3);
+pub const SOON: Duration = Duration::from_secs(20);
 
-fn scenario(executions: &[(&str, &str, &str)]) -> String {
+pub fn scenario(executions: &[(&str, &str, &str)]) -> String {
     executions
         .iter()
         .map(|(id, at, end)| {
@@ -24,13 +24,25 @@ fn scenario(executions: &[(&str, &str, &str)]) -> String {
         .collect()
 }
 
-struct Instance {
+pub struct Instance {
     _dir: tempfile::TempDir,
     config: PathBuf,
+    /// `KUBECONFIG` for the child (the Kubernetes tests' fake API).
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Instance {
     fn new(sim: &Simulator, etcd: &Etcd, identity: &str, election: &str, ids: &[&str]) -> Instance {
+        let ha = format!(
+            "backend = \"etcd\"\nendpoints = [\"{}\"]\nelection = \"{election}\"\nlease = \"{}s\"\nrenew_deadline = \"2s\"\nretry = \"500ms\"\nidentity = \"{identity}\"\n",
+            etcd.endpoint,
+            LEASE.as_secs(),
+        );
+        Instance::with_ha(sim, &ha, ids)
+    }
+
+    /// An instance watching `ids` on `sim`, with `ha` as its `[ha]` table.
+    pub fn with_ha(sim: &Simulator, ha: &str, ids: &[&str]) -> Instance {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = dir.path().join("flowwatch.toml");
         let watches: String = ids
@@ -40,31 +52,42 @@ impl Instance {
             })
             .collect();
         let text = format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}\n[ha]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nelection = \"{election}\"\nlease = \"{}s\"\nrenew_deadline = \"2s\"\nretry = \"500ms\"\nidentity = \"{identity}\"\n\n{watches}",
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}\n[ha]\n{ha}\n{watches}",
             sim.endpoint_url(),
             support::fast_poll(),
-            etcd.endpoint,
-            LEASE.as_secs(),
         );
         std::fs::write(&config, text).expect("write the config");
-        Instance { _dir: dir, config }
+        Instance {
+            _dir: dir,
+            config,
+            kubeconfig: None,
+        }
     }
 
-    fn start(&self) -> Spawned {
-        Spawned::start(support::flowwatch(&self.config, &["run"]))
+    pub fn with_kubeconfig(mut self, path: PathBuf) -> Instance {
+        self.kubeconfig = Some(path);
+        self
+    }
+
+    pub fn start(&self) -> Spawned {
+        let mut command = support::flowwatch(&self.config, &["run"]);
+        if let Some(path) = &self.kubeconfig {
+            command.env("KUBECONFIG", path);
+        }
+        Spawned::start(command)
     }
 }
 
-fn leading(events: &Events) -> bool {
+pub fn leading(events: &Events) -> bool {
     !events.named("ha.leading").is_empty()
 }
 
-fn standing_by(events: &Events) -> bool {
+pub fn standing_by(events: &Events) -> bool {
     !events.named("ha.standby").is_empty()
 }
 
 /// Terminal transitions as (execution, to).
-fn terminals(events: &Events) -> Vec<(String, String)> {
+pub fn terminals(events: &Events) -> Vec<(String, String)> {
     events
         .named("execution.transition")
         .iter()
@@ -79,7 +102,7 @@ fn terminals(events: &Events) -> Vec<(String, String)> {
 }
 
 /// Every execution event of a standby comes after its `ha.leading`.
-fn polled_only_while_leading(events: &Events) -> bool {
+pub fn polled_only_while_leading(events: &Events) -> bool {
     let names = events.names();
     let first_lead = names.iter().position(|n| *n == "ha.leading");
     let first_exec = names.iter().position(|n| n.starts_with("execution."));
@@ -91,11 +114,11 @@ fn polled_only_while_leading(events: &Events) -> bool {
 }
 
 /// The last request's arrival, in the simulator's own clock.
-fn last_request(sim: &Simulator) -> Option<Duration> {
+pub fn last_request(sim: &Simulator) -> Option<Duration> {
     sim.stats().log.iter().map(|r| r.at).max()
 }
 
-fn first_request(sim: &Simulator) -> Option<Duration> {
+pub fn first_request(sim: &Simulator) -> Option<Duration> {
     sim.stats().log.iter().map(|r| r.at).min()
 }
 

@@ -93,8 +93,18 @@ impl Kube {
         ha: &HaSettings,
     ) -> Result<Kube, EngineError> {
         let config = kube::Config::infer().await.map_err(KubeError::from)?;
+        Ok(Kube::from_config(config, lease_name, namespace, ha)?)
+    }
+
+    /// Like `connect`, with the client configuration in hand.
+    pub fn from_config(
+        config: kube::Config,
+        lease_name: &str,
+        namespace: Option<&str>,
+        ha: &HaSettings,
+    ) -> Result<Kube, KubeError> {
         let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
-        let client = kube::Client::try_from(config).map_err(KubeError::from)?;
+        let client = kube::Client::try_from(config)?;
         Ok(Kube {
             leases: Api::namespaced(client.clone(), &namespace),
             maps: Api::namespaced(client, &namespace),
