@@ -7,12 +7,13 @@
 //!
 //! Every instance serves `/healthz` and `/metrics` and keeps its config
 //! current. A standby campaigns every `retry` and, between tries, watches
-//! the leader key so a resignation hands over at once. A term is one run of
-//! the loop: it loads the leader's last snapshot before its first request,
-//! polls only through the `Gate` (open until last renewal + `renew_deadline`),
-//! and ends when the lease cannot be renewed in time (the gate has closed
-//! already) or on a stop signal (then the lease is revoked after the final
-//! state write, so the standby takes over at once).
+//! the lease so a resignation hands over at once. A term (term.rs) is one
+//! run of the loop: it loads the leader's last snapshot before its first
+//! request, polls only through the `Gate` (open until last renewal +
+//! `renew_deadline`), and ends when the lease cannot be renewed in time (the
+//! gate has closed already) or on a stop signal (then the lease is given up
+//! after the final state write, so the standby takes over at once). The
+//! engines (etcd.rs, kubernetes/) sit behind `engine::Engine`.
 
 pub mod engine;
 mod etcd;

@@ -198,6 +198,62 @@ async fn wait_for_b_to_poll(sim: &flowwatch::simulate::Simulator, b: &Spawned) {
     );
 }
 
+#[tokio::test]
+async fn on_kubernetes_a_leader_that_cannot_renew_stops_polling_and_stands_by() {
+    let fake = FakeKube::spawn().await;
+    let ends = [("run-d", "60s", "Succeeded")];
+    let sim = support::simulator(&scenario(&ends)).await;
+    let a = Instance::with_ha(&sim, &ha_table("a", LEASE, "2s", "500ms"), &["run-d"])
+        .with_kubeconfig(fake.kubeconfig());
+    let first = a.start();
+    first.wait_for("a to lead", SOON, leading).await;
+    while sim.stats().total() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.set_down(true);
+    let down_at = Instant::now();
+    first
+        .wait_for("a to stand by once the API is gone", SOON, |e| {
+            e.names().iter().rposition(|n| *n == "ha.standby")
+                > e.names().iter().rposition(|n| *n == "ha.leading")
+        })
+        .await;
+    eprintln!(
+        "kubernetes: stood by {:?} after the API went down",
+        down_at.elapsed()
+    );
+    let sent = sim.stats().total();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sim.stats().total(),
+        sent,
+        "a polled on standby:\n{}",
+        first.events()
+    );
+    // The API back: a (the holder of record) leads again.
+    fake.set_down(false);
+    first
+        .wait_for("a to lead again", SOON, |e| {
+            e.named("ha.leading").len() >= 2
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn without_a_kubernetes_client_configuration_run_exits_1_naming_it() {
+    let sim = support::simulator(&scenario(&[("run-n", "60s", "Succeeded")])).await;
+    let a = Instance::with_ha(&sim, &ha_table("a", LEASE, "2s", "500ms"), &["run-n"]);
+    let run = a.start().wait_exit(SOON).await;
+    assert_eq!(run.exit_code, 1, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "cannot set up the [ha] backend: cannot find a kubernetes client configuration"
+        ),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
 fn settings(identity: &str) -> HaSettings {
     HaSettings {
         backend: HaBackend::Kubernetes {

@@ -39,6 +39,9 @@ struct Objects {
 
 struct Shared {
     objects: Mutex<Objects>,
+    /// While set, every request is answered 503 (an API server that is
+    /// down or unreachable).
+    down: std::sync::atomic::AtomicBool,
     /// Bumped on every change, for watches.
     changed: watch::Sender<u64>,
 }
@@ -63,6 +66,7 @@ impl FakeKube {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             objects: Mutex::new(Objects::default()),
+            down: std::sync::atomic::AtomicBool::new(false),
             changed: watch::channel(0).0,
         });
         let app = Router::new()
@@ -111,6 +115,13 @@ impl FakeKube {
             .cloned()
     }
 
+    /// From now on every request is answered 503 (`true`), or served again.
+    pub fn set_down(&self, down: bool) {
+        self.shared
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Another party takes the Lease (as `kubectl edit` or a rogue client
     /// would): the holder and acquireTime change, with a new version.
     pub fn take_lease(&self, name: &str, holder: &str) {
@@ -156,7 +167,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let watching = method == Method::GET && path == LEASES && query.contains("watch=true");
-    let (code, answer) = if watching {
+    let down = shared.down.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, answer) = if down {
+        status(503, "ServiceUnavailable", "the fake is down")
+    } else if watching {
         (200, Value::Null)
     } else {
         answer(&shared, &method, &path, body.as_ref())
@@ -168,7 +182,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body,
         status: code,
     });
-    if watching {
+    if watching && !down {
         return watch_stream(shared, &query);
     }
     Response::builder()
