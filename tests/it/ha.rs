@@ -140,14 +140,7 @@ async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transitio
     );
     let a = Instance::new(&sim_a, &etcd, "a", "kill9", &ids);
     let b = Instance::new(&sim_b, &etcd, "b", "kill9", &ids);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second
-        .wait_for("b to stand by, naming a", SOON, |e| {
-            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     let a_events = kill_after_reporting(first, "run-1", &etcd).await;
     let killed_at = Instant::now();
     let events = second
@@ -285,34 +278,50 @@ async fn sigterm_on_the_leader_hands_over_before_the_lease_could_expire() {
     );
     let a = Instance::new(&sim_a, &etcd, "a", "term", &["run-t"]);
     let b = Instance::new(&sim_b, &etcd, "b", "term", &["run-t"]);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second.wait_for("b to stand by", SOON, standing_by).await;
-    first
-        .wait_for("a to see run-t", SOON, |e| {
-            !e.named("execution.transition").is_empty()
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     first.signal("TERM");
     let termed_at = Instant::now();
-    let events = second
+    second
         .wait_for("b to lead after the SIGTERM", LEASE, leading)
         .await;
     let handover = termed_at.elapsed();
     eprintln!("handover after SIGTERM: {handover:?}");
     let run = first.wait_exit(SOON).await;
     assert_eq!(run.exit_code, 0, "stderr: {}", run.stderr);
-    // b has polled twice: a's flushed state carried run-t's `Running`, so
-    // b does not report it again.
-    while sim_b.stats().total() < 2 {
+    assert_no_replay_after_two_polls(&sim_b, &second).await;
+}
+
+/// Starts `a` until it leads and `b` until it stands by, then waits for
+/// `a`'s first transition: a pair at work.
+pub async fn start_pair(a: &Instance, b: &Instance) -> (Spawned, Spawned) {
+    let first = a.start();
+    first.wait_for("a to lead", SOON, leading).await;
+    let second = b.start();
+    second
+        .wait_for("b to stand by, naming a", SOON, |e| {
+            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
+        })
+        .await;
+    first
+        .wait_for("a to poll", SOON, |e| {
+            !e.named("execution.transition").is_empty()
+        })
+        .await;
+    (first, second)
+}
+
+/// Once the new leader has polled twice: the old one's flushed state
+/// carried the execution's `Running`, so the new one does not report it
+/// again.
+pub async fn assert_no_replay_after_two_polls(sim: &Simulator, leader: &Spawned) {
+    while sim.stats().total() < 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        second.events().named("execution.transition").is_empty(),
-        "b replayed what a saved:\n{}\nleading since: {events}",
-        second.events()
+        leader.events().named("execution.transition").is_empty(),
+        "the new leader replayed what the old one saved:\n{}",
+        leader.events()
     );
 }
 
@@ -328,15 +337,7 @@ async fn a_leader_frozen_past_its_lease_sends_nothing_after_it_resumes() {
     );
     let a = Instance::new(&sim_a, &etcd, "a", "freeze", &["run-f"]);
     let b = Instance::new(&sim_b, &etcd, "b", "freeze", &["run-f"]);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second.wait_for("b to stand by", SOON, standing_by).await;
-    first
-        .wait_for("a to poll run-f", SOON, |e| {
-            !e.named("execution.transition").is_empty()
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     first.signal("STOP");
     second
         .wait_for("b to lead while a is frozen", SOON, leading)

@@ -13,11 +13,11 @@ use flowwatch::ha::kubernetes::Kube;
 use flowwatch::state::Store;
 
 use crate::ha::{
-    Instance, LEASE, SOON, first_request, last_request, leading, polled_only_while_leading,
-    scenario, standing_by, terminals,
+    Instance, LEASE, SOON, assert_no_replay_after_two_polls, first_request, last_request, leading,
+    polled_only_while_leading, scenario, start_pair, terminals,
 };
+use crate::support;
 use crate::support::kube::{FakeKube, NAMESPACE, Recorded};
-use crate::support::{self, Spawned};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/flowwatch-test/leases";
 const CONFIGMAPS: &str = "/api/v1/namespaces/flowwatch-test/configmaps";
@@ -68,14 +68,7 @@ async fn on_kubernetes_one_instance_leads_and_a_killed_leader_is_replaced_within
             .with_kubeconfig(fake.kubeconfig())
     };
     let (a, b) = (start(&sim_a, "a"), start(&sim_b, "b"));
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second
-        .wait_for("b to stand by, naming a", SOON, |e| {
-            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     first
         .wait_for("a to report run-1's end", SOON, |e| {
             terminals(e).iter().any(|(id, _)| id == "run-1")
@@ -144,15 +137,7 @@ async fn on_kubernetes_sigterm_hands_over_in_under_one_retry() {
             .with_kubeconfig(fake.kubeconfig())
     };
     let (a, b) = (start(&sim_a, "a"), start(&sim_b, "b"));
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second.wait_for("b to stand by", SOON, standing_by).await;
-    first
-        .wait_for("a to see run-t", SOON, |e| {
-            !e.named("execution.transition").is_empty()
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     // b's campaign has settled into its watch.
     tokio::time::sleep(Duration::from_millis(300)).await;
     first.signal("TERM");
@@ -182,20 +167,7 @@ async fn on_kubernetes_sigterm_hands_over_in_under_one_retry() {
         })
         .expect("a released the lease");
     assert_eq!(released.body.unwrap()["spec"]["leaseDurationSeconds"], 1);
-    wait_for_b_to_poll(&sim_b, &second).await;
-}
-
-async fn wait_for_b_to_poll(sim: &flowwatch::simulate::Simulator, b: &Spawned) {
-    while sim.stats().total() < 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // a's flushed state carried run-t's `Running`: b does not report it again.
-    assert!(
-        b.events().named("execution.transition").is_empty(),
-        "b replayed what a saved:\n{}",
-        b.events()
-    );
+    assert_no_replay_after_two_polls(&sim_b, &second).await;
 }
 
 #[tokio::test]
