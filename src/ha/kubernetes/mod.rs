@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
@@ -130,11 +130,7 @@ impl Kube {
     }
 
     /// PUT the Lease with `spec`, on the resourceVersion of `read`.
-    async fn write_lease(
-        &self,
-        read: &Lease,
-        spec: k8s_openapi::api::coordination::v1::LeaseSpec,
-    ) -> Result<Lease, KubeError> {
+    async fn write_lease(&self, read: &Lease, spec: LeaseSpec) -> Result<Lease, KubeError> {
         let next = Lease {
             metadata: read.metadata.clone(),
             spec: Some(spec),
