@@ -24,7 +24,7 @@ pub mod event; // the contract's event vocabulary and the formatter that writes 
 pub mod state; // last-seen statuses on disk, across restarts
 pub mod daemon; // the loop: wires the stages, owns shutdown and reload
 pub mod run; // process wiring: SDK client, state file, HTTP, signals, file watching
-pub mod ha; // active/standby: leadership on etcd, the poll gate, fenced shared state (issue 12)
+pub mod ha; // active/standby: leadership on etcd or Kubernetes, the poll gate, fenced shared state (issue 12)
 pub mod service; // signals, sd_notify, file watching, health and metrics HTTP
 pub mod error; // the one error-chain formatter: `what: why: root cause`
 pub mod lock; // the one way to take a std Mutex (poison-tolerant)

@@ -70,6 +70,10 @@ pub enum DaemonError {
     Duplicate(#[from] Box<crate::watch::DuplicateConflict>),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// `[ha]`: the coordination engine cannot be set up (no Kubernetes
+    /// client configuration, say).
+    #[error("cannot set up the [ha] backend")]
+    Coordination(#[source] crate::ha::EngineError),
     #[error("cannot serve http on {listen}")]
     Http {
         listen: std::net::SocketAddr,

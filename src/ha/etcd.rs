@@ -17,12 +17,15 @@ use etcd_client::{
 };
 use tokio::time::Instant;
 
+use super::engine::{Campaign, Engine, EngineError, RenewError};
 use crate::state::Store;
 
-/// One etcd connection and this instance's place in the election.
+/// One etcd connection (made by the first campaign, dropped after a failed
+/// one) and this instance's place in the election.
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    endpoints: Vec<String>,
+    client: Option<Client>,
     leader_key: String,
     state_key: String,
     identity: String,
@@ -32,26 +35,11 @@ pub struct Etcd {
     call_limit: Duration,
 }
 
-/// What a campaign found.
-pub enum Campaign {
-    /// This instance leads.
-    Won(Box<Term>),
-    /// Another does (`leader`, when its key could be read); its key was
-    /// created at `revision`.
-    Lost {
-        leader: Option<String>,
-        revision: i64,
-    },
-}
-
 /// One spell of leadership.
 pub struct Term {
-    pub lease: i64,
+    lease: i64,
     /// The leader key's create revision: the fencing token.
-    pub revision: i64,
-    /// When the lease grant was sent: the lease cannot end before this +
-    /// `lease`, so the term is safe until this + `renew_deadline`.
-    pub granted_at: Instant,
+    revision: i64,
     keeper: LeaseKeeper,
     answers: LeaseKeepAliveStream,
 }
@@ -63,112 +51,83 @@ pub enum EtcdError {
     Client(#[from] etcd_client::Error),
     #[error("etcd did not answer within {}ms", .0.as_millis())]
     Timeout(Duration),
-    #[error("the lease has expired")]
-    LeaseGone,
+    #[error("not connected to etcd")]
+    NotConnected,
 }
 
 impl Etcd {
-    /// Connects to `endpoints`; keys go under `election`.
-    pub async fn connect(
+    /// Aims at `endpoints`; keys go under `election`. Connects on the first
+    /// campaign.
+    pub fn new(
         endpoints: &[String],
         election: &str,
         identity: &str,
         lease: Duration,
         call_limit: Duration,
-    ) -> Result<Etcd, EtcdError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(call_limit)
-            .with_timeout(call_limit)
-            .with_keep_alive(call_limit, call_limit);
-        let client = limit(call_limit, Client::connect(endpoints, Some(options))).await?;
-        Ok(Etcd {
-            client,
+    ) -> Etcd {
+        Etcd {
+            endpoints: endpoints.to_vec(),
+            client: None,
             leader_key: format!("{election}/leader"),
             state_key: format!("{election}/state"),
             identity: identity.to_string(),
             lease_secs: i64::try_from(lease.as_secs()).unwrap_or(i64::MAX).max(1),
             call_limit,
-        })
-    }
-
-    /// Grants a lease and tries to create the leader key on it.
-    pub async fn campaign(&mut self) -> Result<Campaign, EtcdError> {
-        let granted_at = Instant::now();
-        let lease = limit(
-            self.call_limit,
-            self.client.lease_grant(self.lease_secs, None),
-        )
-        .await?
-        .id();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.leader_key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([TxnOp::put(
-                self.leader_key.as_str(),
-                self.identity.as_str(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(self.leader_key.as_str(), None)]);
-        let answer = match limit(self.call_limit, self.client.txn(txn)).await {
-            Ok(answer) => answer,
-            Err(error) => {
-                self.revoke(lease).await;
-                return Err(error);
-            }
-        };
-        if answer.succeeded() {
-            let revision = answer.header().map_or(0, |h| h.revision());
-            let (keeper, answers) =
-                match limit(self.call_limit, self.client.lease_keep_alive(lease)).await {
-                    Ok(pair) => pair,
-                    Err(error) => {
-                        self.revoke(lease).await;
-                        return Err(error);
-                    }
-                };
-            return Ok(Campaign::Won(Box::new(Term {
-                lease,
-                revision,
-                granted_at,
-                keeper,
-                answers,
-            })));
         }
-        // Not ours: the unused lease goes at once rather than at its TTL.
-        self.revoke(lease).await;
-        let holder = answer.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
-                (
-                    kv.value_str().ok().map(str::to_string),
-                    kv.create_revision(),
-                )
-            }),
-            _ => None,
-        });
-        Ok(match holder {
-            Some((leader, revision)) => Campaign::Lost { leader, revision },
-            // Gone between the compare and the read: try again at once.
-            None => Campaign::Lost {
-                leader: None,
-                revision: 0,
-            },
-        })
     }
 
-    /// Returns when the leader key created at `revision` is deleted (its
-    /// lease ended or was revoked), or after `wait`, whichever is first.
-    pub async fn wait_for_vacancy(&mut self, revision: i64, wait: Duration) {
+    async fn connected(&mut self) -> Result<Client, EtcdError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.call_limit)
+            .with_timeout(self.call_limit)
+            .with_keep_alive(self.call_limit, self.call_limit);
+        let client = limit(
+            self.call_limit,
+            Client::connect(&self.endpoints, Some(options)),
+        )
+        .await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn client(&self) -> Result<Client, EtcdError> {
+        self.client.clone().ok_or(EtcdError::NotConnected)
+    }
+}
+
+impl Engine for Etcd {
+    type Term = Term;
+    /// The leader key's create revision.
+    type Seen = i64;
+
+    fn state_name(&self) -> String {
+        format!("etcd:{}", self.state_key)
+    }
+
+    /// Grants a lease and tries to create the leader key on it; a failure
+    /// drops the connection, so the next campaign connects afresh.
+    async fn campaign(&mut self) -> Result<Campaign<Term, i64>, EngineError> {
+        let result = self.try_campaign().await;
+        if result.is_err() {
+            self.client = None;
+        }
+        Ok(result?)
+    }
+
+    async fn wait_for_vacancy(&mut self, revision: i64, wait: Duration) {
+        let Ok(mut client) = self.client() else {
+            return tokio::time::sleep(wait).await;
+        };
         if revision == 0 {
             return;
         }
         let deadline = Instant::now() + wait;
         let watched = async {
             let options = WatchOptions::new().with_start_revision(revision + 1);
-            let mut stream = self
-                .client
+            let mut stream = client
                 .watch(self.leader_key.as_str(), Some(options))
                 .await?;
             while let Some(answer) = stream.message().await? {
@@ -191,52 +150,124 @@ impl Etcd {
         }
     }
 
-    /// Renews the term's lease. `Ok` means etcd extended it to a full
-    /// `lease` from some moment after this call began.
-    pub async fn renew(&self, term: &mut Term) -> Result<(), EtcdError> {
+    async fn renew(&self, term: &mut Term) -> Result<(), RenewError> {
         let call = async {
-            term.keeper.keep_alive().await?;
-            match term.answers.message().await? {
-                Some(answer) if answer.ttl() > 0 => Ok(()),
-                _ => Err(EtcdError::LeaseGone),
+            term.keeper
+                .keep_alive()
+                .await
+                .map_err(|e| RenewError::Failed(e.into()))?;
+            match term.answers.message().await {
+                Ok(Some(answer)) if answer.ttl() > 0 => Ok(()),
+                Ok(_) => Err(RenewError::Lost("etcd says the lease has expired".into())),
+                Err(error) => Err(RenewError::Failed(error.into())),
             }
         };
         match tokio::time::timeout(self.call_limit, call).await {
             Ok(result) => result,
-            Err(_) => Err(EtcdError::Timeout(self.call_limit)),
+            Err(_) => Err(RenewError::Failed(
+                EtcdError::Timeout(self.call_limit).into(),
+            )),
         }
     }
 
-    /// Gives the leadership up at once: the leader key goes with the lease,
-    /// so a standby's watch sees the delete.
-    pub async fn revoke(&mut self, lease: i64) {
-        if let Err(error) = limit(self.call_limit, self.client.lease_revoke(lease)).await {
-            tracing::debug!(%error, lease, "cannot revoke the lease; it ends with its ttl");
-        }
+    /// Revokes the lease: the leader key goes with it, so a standby's watch
+    /// sees the delete.
+    async fn resign(&mut self, term: Term) {
+        self.revoke(term.lease).await;
     }
 
-    /// The saved snapshot's bytes, if any.
-    pub async fn load_state(&mut self) -> Result<Option<Vec<u8>>, EtcdError> {
-        let answer = limit(
-            self.call_limit,
-            self.client.get(self.state_key.as_str(), None),
-        )
-        .await?;
+    async fn load_state(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut client = self.client()?;
+        let answer = limit(self.call_limit, client.get(self.state_key.as_str(), None)).await?;
         Ok(answer.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
-    /// Where the term's `StateWriter` saves: fenced by the term's revision.
-    pub fn store(&self, term: &Term) -> EtcdStore {
-        EtcdStore {
+    fn store(&self, term: &Term) -> Box<dyn Store> {
+        Box::new(EtcdStore {
             etcd: self.clone(),
             revision: term.revision,
             runtime: tokio::runtime::Handle::current(),
+        })
+    }
+}
+
+impl Etcd {
+    async fn try_campaign(&mut self) -> Result<Campaign<Term, i64>, EtcdError> {
+        let mut client = self.connected().await?;
+        let granted_at = Instant::now();
+        let lease = limit(self.call_limit, client.lease_grant(self.lease_secs, None))
+            .await?
+            .id();
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.leader_key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                self.leader_key.as_str(),
+                self.identity.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(self.leader_key.as_str(), None)]);
+        let answer = match limit(self.call_limit, client.txn(txn)).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.revoke(lease).await;
+                return Err(error);
+            }
+        };
+        if answer.succeeded() {
+            let revision = answer.header().map_or(0, |h| h.revision());
+            let (keeper, answers) =
+                match limit(self.call_limit, client.lease_keep_alive(lease)).await {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        self.revoke(lease).await;
+                        return Err(error);
+                    }
+                };
+            return Ok(Campaign::Won {
+                term: Term {
+                    lease,
+                    revision,
+                    keeper,
+                    answers,
+                },
+                granted_at,
+            });
         }
+        // Not ours: the unused lease goes at once rather than at its TTL.
+        self.revoke(lease).await;
+        let holder = answer.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
+                (
+                    kv.value_str().ok().map(str::to_string),
+                    kv.create_revision(),
+                )
+            }),
+            _ => None,
+        });
+        Ok(match holder {
+            Some((leader, revision)) => Campaign::Lost {
+                leader,
+                seen: revision,
+            },
+            // Gone between the compare and the read: try again at once.
+            None => Campaign::Lost {
+                leader: None,
+                seen: 0,
+            },
+        })
     }
 
-    /// The key the snapshot lives under, for log lines.
-    pub fn state_key(&self) -> &str {
-        &self.state_key
+    async fn revoke(&mut self, lease: i64) {
+        let Ok(mut client) = self.client() else {
+            return;
+        };
+        if let Err(error) = limit(self.call_limit, client.lease_revoke(lease)).await {
+            tracing::debug!(%error, lease, "cannot revoke the lease; it ends with its ttl");
+        }
     }
 }
 
@@ -250,7 +281,8 @@ pub struct EtcdStore {
 
 impl Store for EtcdStore {
     fn save(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut etcd = self.etcd.clone();
+        let etcd = &self.etcd;
+        let mut client = etcd.client().map_err(io::Error::other)?;
         let txn = Txn::new()
             .when([Compare::create_revision(
                 etcd.leader_key.as_str(),
@@ -261,7 +293,7 @@ impl Store for EtcdStore {
         // Called on a blocking thread (the writer's `spawn_blocking`).
         let answer = self
             .runtime
-            .block_on(limit(etcd.call_limit, etcd.client.txn(txn)))
+            .block_on(limit(etcd.call_limit, client.txn(txn)))
             .map_err(io::Error::other)?;
         if answer.succeeded() {
             Ok(())

@@ -11,10 +11,10 @@ use crate::api;
 use crate::support::{self, Events, Spawned, etcd::Etcd};
 
 /// Short leases so takeovers happen in seconds.
-const LEASE: Duration = Duration::from_secs(3);
-const SOON: Duration = Duration::from_secs(20);
+pub const LEASE: Duration = Duration::from_secs(3);
+pub const SOON: Duration = Duration::from_secs(20);
 
-fn scenario(executions: &[(&str, &str, &str)]) -> String {
+pub fn scenario(executions: &[(&str, &str, &str)]) -> String {
     executions
         .iter()
         .map(|(id, at, end)| {
@@ -25,13 +25,25 @@ fn scenario(executions: &[(&str, &str, &str)]) -> String {
         .collect()
 }
 
-struct Instance {
+pub struct Instance {
     _dir: tempfile::TempDir,
     config: PathBuf,
+    /// `KUBECONFIG` for the child (the Kubernetes tests' fake API).
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Instance {
     fn new(sim: &Simulator, etcd: &Etcd, identity: &str, election: &str, ids: &[&str]) -> Instance {
+        let ha = format!(
+            "backend = \"etcd\"\nendpoints = [\"{}\"]\nelection = \"{election}\"\nlease = \"{}s\"\nrenew_deadline = \"2s\"\nretry = \"500ms\"\nidentity = \"{identity}\"\n",
+            etcd.endpoint,
+            LEASE.as_secs(),
+        );
+        Instance::with_ha(sim, &ha, ids)
+    }
+
+    /// An instance watching `ids` on `sim`, with `ha` as its `[ha]` table.
+    pub fn with_ha(sim: &Simulator, ha: &str, ids: &[&str]) -> Instance {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = dir.path().join("flowwatch.toml");
         let watches: String = ids
@@ -41,14 +53,16 @@ impl Instance {
             })
             .collect();
         let text = format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}\n[ha]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nelection = \"{election}\"\nlease = \"{}s\"\nrenew_deadline = \"2s\"\nretry = \"500ms\"\nidentity = \"{identity}\"\n\n{watches}",
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n{}\n[ha]\n{ha}\n{watches}",
             sim.endpoint_url(),
             support::fast_poll(),
-            etcd.endpoint,
-            LEASE.as_secs(),
         );
         std::fs::write(&config, text).expect("write the config");
-        Instance { _dir: dir, config }
+        Instance {
+            _dir: dir,
+            config,
+            kubeconfig: None,
+        }
     }
 
     /// Adds `[http]` on `addr` (the `/v1` API with it).
@@ -63,21 +77,30 @@ impl Instance {
         std::fs::write(&self.config, config).expect("write the config");
     }
 
-    fn start(&self) -> Spawned {
-        Spawned::start(support::flowwatch(&self.config, &["run"]))
+    pub fn with_kubeconfig(mut self, path: PathBuf) -> Instance {
+        self.kubeconfig = Some(path);
+        self
+    }
+
+    pub fn start(&self) -> Spawned {
+        let mut command = support::flowwatch(&self.config, &["run"]);
+        if let Some(path) = &self.kubeconfig {
+            command.env("KUBECONFIG", path);
+        }
+        Spawned::start(command)
     }
 }
 
-fn leading(events: &Events) -> bool {
+pub fn leading(events: &Events) -> bool {
     !events.named("ha.leading").is_empty()
 }
 
-fn standing_by(events: &Events) -> bool {
+pub fn standing_by(events: &Events) -> bool {
     !events.named("ha.standby").is_empty()
 }
 
 /// Terminal transitions as (execution, to).
-fn terminals(events: &Events) -> Vec<(String, String)> {
+pub fn terminals(events: &Events) -> Vec<(String, String)> {
     events
         .named("execution.transition")
         .iter()
@@ -92,7 +115,7 @@ fn terminals(events: &Events) -> Vec<(String, String)> {
 }
 
 /// Every execution event of a standby comes after its `ha.leading`.
-fn polled_only_while_leading(events: &Events) -> bool {
+pub fn polled_only_while_leading(events: &Events) -> bool {
     let names = events.names();
     let first_lead = names.iter().position(|n| *n == "ha.leading");
     let first_exec = names.iter().position(|n| n.starts_with("execution."));
@@ -104,11 +127,11 @@ fn polled_only_while_leading(events: &Events) -> bool {
 }
 
 /// The last request's arrival, in the simulator's own clock.
-fn last_request(sim: &Simulator) -> Option<Duration> {
+pub fn last_request(sim: &Simulator) -> Option<Duration> {
     sim.stats().log.iter().map(|r| r.at).max()
 }
 
-fn first_request(sim: &Simulator) -> Option<Duration> {
+pub fn first_request(sim: &Simulator) -> Option<Duration> {
     sim.stats().log.iter().map(|r| r.at).min()
 }
 
@@ -130,14 +153,7 @@ async fn killed_leaders_are_replaced_within_two_leases_and_no_terminal_transitio
     );
     let a = Instance::new(&sim_a, &etcd, "a", "kill9", &ids);
     let b = Instance::new(&sim_b, &etcd, "b", "kill9", &ids);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second
-        .wait_for("b to stand by, naming a", SOON, |e| {
-            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     let a_events = kill_after_reporting(first, "run-1", &etcd).await;
     let killed_at = Instant::now();
     let events = second
@@ -275,34 +291,50 @@ async fn sigterm_on_the_leader_hands_over_before_the_lease_could_expire() {
     );
     let a = Instance::new(&sim_a, &etcd, "a", "term", &["run-t"]);
     let b = Instance::new(&sim_b, &etcd, "b", "term", &["run-t"]);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second.wait_for("b to stand by", SOON, standing_by).await;
-    first
-        .wait_for("a to see run-t", SOON, |e| {
-            !e.named("execution.transition").is_empty()
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     first.signal("TERM");
     let termed_at = Instant::now();
-    let events = second
+    second
         .wait_for("b to lead after the SIGTERM", LEASE, leading)
         .await;
     let handover = termed_at.elapsed();
     eprintln!("handover after SIGTERM: {handover:?}");
     let run = first.wait_exit(SOON).await;
     assert_eq!(run.exit_code, 0, "stderr: {}", run.stderr);
-    // b has polled twice: a's flushed state carried run-t's `Running`, so
-    // b does not report it again.
-    while sim_b.stats().total() < 2 {
+    assert_no_replay_after_two_polls(&sim_b, &second).await;
+}
+
+/// Starts `a` until it leads and `b` until it stands by, then waits for
+/// `a`'s first transition: a pair at work.
+pub async fn start_pair(a: &Instance, b: &Instance) -> (Spawned, Spawned) {
+    let first = a.start();
+    first.wait_for("a to lead", SOON, leading).await;
+    let second = b.start();
+    second
+        .wait_for("b to stand by, naming a", SOON, |e| {
+            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
+        })
+        .await;
+    first
+        .wait_for("a to poll", SOON, |e| {
+            !e.named("execution.transition").is_empty()
+        })
+        .await;
+    (first, second)
+}
+
+/// Once the new leader has polled twice: the old one's flushed state
+/// carried the execution's `Running`, so the new one does not report it
+/// again.
+pub async fn assert_no_replay_after_two_polls(sim: &Simulator, leader: &Spawned) {
+    while sim.stats().total() < 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        second.events().named("execution.transition").is_empty(),
-        "b replayed what a saved:\n{}\nleading since: {events}",
-        second.events()
+        leader.events().named("execution.transition").is_empty(),
+        "the new leader replayed what the old one saved:\n{}",
+        leader.events()
     );
 }
 
@@ -318,15 +350,7 @@ async fn a_leader_frozen_past_its_lease_sends_nothing_after_it_resumes() {
     );
     let a = Instance::new(&sim_a, &etcd, "a", "freeze", &["run-f"]);
     let b = Instance::new(&sim_b, &etcd, "b", "freeze", &["run-f"]);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second.wait_for("b to stand by", SOON, standing_by).await;
-    first
-        .wait_for("a to poll run-f", SOON, |e| {
-            !e.named("execution.transition").is_empty()
-        })
-        .await;
+    let (first, second) = start_pair(&a, &b).await;
     first.signal("STOP");
     second
         .wait_for("b to lead while a is frozen", SOON, leading)

@@ -186,6 +186,7 @@ impl std::fmt::Display for Events {
 #[path = "../../../src/event/capture.rs"]
 pub mod capture;
 pub mod etcd;
+pub mod kube;
 pub mod scripted;
 
 /// The real binary as `flowwatch` builds it, without `--config` (so it falls
