@@ -10,8 +10,12 @@
 //! Records fall away once they are before `since` or past the service's
 //! 90-day retention (`prune`): a flow running 1,000 executions a day holds
 //! at most ~90,000 records, about 2.7 MB.
+//!
+//! A table's set is a `SharedSeen`: its walk and the state writer hold the
+//! same one, so `[state]` saves the records without a second copy in memory.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer};
@@ -27,6 +31,10 @@ pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 const RECENT_CAP: usize = 256;
 
 const RECORD_BYTES: usize = 24;
+
+/// One table's records, held by its walk and by the state writer (which
+/// locks it only to copy it out for a write).
+pub type SharedSeen = Arc<Mutex<SeenSet>>;
 
 /// One execution seen: a hash of its ARN and when it was created.
 /// Ordered by key, then creation time.
@@ -87,7 +95,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 
 /// The records of one `[[watch_flow]]` table. Serializes for `[state]` as
 /// one base64 string of 24-byte records (32 characters each).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct SeenSet {
     /// Sorted, no duplicates.
     sorted: Vec<Record>,
@@ -149,6 +157,13 @@ impl SeenSet {
         (self.sorted.capacity() + self.recent.capacity()) * size_of::<Record>()
     }
 
+    /// Every record, sorted.
+    fn records(&self) -> Vec<Record> {
+        let mut all: Vec<Record> = self.sorted.iter().chain(&self.recent).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
     fn has(&self, record: &Record) -> bool {
         self.sorted.binary_search(record).is_ok() || self.recent.contains(record)
     }
@@ -180,6 +195,15 @@ impl SeenSet {
         self.recent.clear();
     }
 }
+
+/// Equal when they hold the same records, however they were inserted.
+impl PartialEq for SeenSet {
+    fn eq(&self, other: &SeenSet) -> bool {
+        self.len() == other.len() && self.records() == other.records()
+    }
+}
+
+impl Eq for SeenSet {}
 
 impl fmt::Debug for SeenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
