@@ -12,6 +12,10 @@
 //! In: the tables (`set_flows`), finished pages (`list_joined`), `now`.
 //! Out: watches added and retired, events, scheduler tokens, the walk
 //! duration metric.
+//!
+//! Why one file of this size: a discovered watch's life in the loop (found,
+//! added, observed from summaries, restored, retired into a seen record)
+//! is one story told against one `Discovery`.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -19,6 +19,10 @@
 //! spacing runs out if that is later. So a walk of `p` pages repeats every
 //! `max(list_interval, p / budget)`: the interval stretches on its own and
 //! discovery never averages more than `budget` requests per second.
+//!
+//! Why one file of this size: a walk's phases, its page decisions and its
+//! pacing are one state machine (its tests are in `tests.rs`, the seen
+//! records in `seen.rs`).
 
 pub mod seen;
 
