@@ -62,10 +62,28 @@ pub struct DetailsRequest {
 pub enum DetailsEnd {
     /// Every page of both kinds came back.
     Complete,
-    /// `max_pages` pages came back and more were left: what was emitted stands.
+    /// `max_pages` pages came back and more were left: what was emitted
+    /// stands, and one `execution.details_unavailable` with reason
+    /// `max_pages` says the rest was not fetched.
     Capped,
     /// `execution.details_unavailable`, with its reason.
     Unavailable(Unavailable),
+}
+
+/// The `reason` of a capped fetch's `execution.details_unavailable`, named
+/// for `[poll] failure_details_max_pages` as `max_watch` is for its key.
+pub const CAPPED_REASON: &str = "max_pages";
+
+impl DetailsEnd {
+    /// The `reason` of the `execution.details_unavailable` this end is
+    /// reported with; `None` when every page came back.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
+        match self {
+            DetailsEnd::Complete => None,
+            DetailsEnd::Capped => Some(CAPPED_REASON),
+            DetailsEnd::Unavailable(unavailable) => Some(unavailable.reason),
+        }
+    }
 }
 
 /// Why the details could not be fetched.
@@ -94,6 +112,8 @@ pub struct DetailsFetch {
     next_token: Option<String>,
     /// Pages answered, both kinds.
     pages: u32,
+    /// Node pages were left unread to keep a page for `Flow`.
+    nodes_cut: bool,
     /// Attempts at the current page.
     attempt: u32,
 }
@@ -107,6 +127,7 @@ impl DetailsFetch {
             kind: EventKind::Node,
             next_token: None,
             pages: 0,
+            nodes_cut: false,
             attempt: 1,
         }
     }
@@ -153,13 +174,15 @@ impl DetailsFetch {
             (EventKind::Node, Some(token)) if self.pages < node_cap => {
                 self.next_token = Some(token.clone());
             }
-            (EventKind::Node, _) if self.pages < self.policy.max_pages => {
+            (EventKind::Node, next) if self.pages < self.policy.max_pages => {
+                self.nodes_cut = next.is_some();
                 self.kind = EventKind::Flow;
                 self.next_token = None;
             }
             (EventKind::Flow, Some(token)) if self.pages < self.policy.max_pages => {
                 self.next_token = Some(token.clone());
             }
+            (EventKind::Flow, None) if self.nodes_cut => return self.end(DetailsEnd::Capped),
             (EventKind::Flow, None) => return self.end(DetailsEnd::Complete),
             _ => return self.end(DetailsEnd::Capped),
         }
@@ -305,6 +328,37 @@ mod tests {
         assert_eq!(sent.len(), 3);
         assert_eq!(end, Some(DetailsEnd::Capped));
         assert_eq!(f.due_at(), None);
+    }
+
+    #[test]
+    fn node_pages_cut_short_for_the_flow_page_end_capped_even_when_the_flow_page_is_the_last() {
+        let t0 = Instant::now();
+        let policy = DetailsPolicy {
+            max_pages: 2,
+            ..DetailsPolicy::default()
+        };
+        let mut f = DetailsFetch::new(policy, t0);
+        let (sent, end) = run(
+            &mut f,
+            t0,
+            &[(EventKind::Node, Some("n2")), (EventKind::Flow, None)],
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(end, Some(DetailsEnd::Capped));
+    }
+
+    #[test]
+    fn a_capped_or_failed_fetch_is_reported_unavailable_with_its_reason_and_a_complete_one_is_not()
+    {
+        let denied = DetailsEnd::Unavailable(Unavailable {
+            reason: "access_denied",
+            detail: String::new(),
+        });
+        let reasons: Vec<_> = [DetailsEnd::Complete, DetailsEnd::Capped, denied]
+            .iter()
+            .map(DetailsEnd::unavailable_reason)
+            .collect();
+        assert_eq!(reasons, [None, Some("max_pages"), Some("access_denied")]);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Last-seen statuses on disk, across restarts (contract `[state]`).
 //!
 //! In: the daemon's per-watch facts (`SavedWatch`, keyed by the watch key's
-//! string) as they change, and the learned duration models (issue 11). Out:
-//! one JSON file, `{"version":1,"watches":{..},"models":[..]}` (`models`
-//! optional: an older file without it loads; an entry that does not parse
-//! is dropped with a WARN),
+//! string) as they change, the learned duration models (issue 11), and each
+//! `[[watch_flow]]` table's seen records (issue 9). Out: one JSON file,
+//! `{"version":1,"watches":{..},"models":[..],"seen":{..}}` (`models` and
+//! `seen` optional: an older file without them loads; an entry that does not
+//! parse is dropped with a WARN),
 //! replaced atomically (temp file, fsync, rename, fsync of the directory) with
 //! mode 0600, and read back at start-up by `load`.
 //!
@@ -37,6 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::discover::{SeenSet, SharedSeen};
 use crate::schedule::learned::Models;
 use crate::watch::request::WatchRequest;
 
@@ -85,6 +87,11 @@ pub struct Snapshot {
     /// strings: what was asked for, so a restart resumes them. A file
     /// without this map (older builds) has none.
     pub api: BTreeMap<String, SavedApiWatch>,
+    /// Each `[[watch_flow]]` table's seen records, by the table's key
+    /// (`region/flow/alias`): the discovered executions that ended and left
+    /// memory, so a restart does not report them again (issue 9). A file
+    /// without this map (older builds) has none.
+    pub seen: BTreeMap<String, SeenSet>,
 }
 
 /// One watch added over the HTTP API, as `[state]` keeps it.
@@ -226,6 +233,9 @@ struct OnDisk {
     /// Read entry by entry, so one bad model costs only itself.
     #[serde(default)]
     models: Option<Vec<serde_json::Value>>,
+    /// Read table by table, likewise.
+    #[serde(default)]
+    seen: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -236,6 +246,9 @@ struct OnDiskRef<'a> {
     api: &'a BTreeMap<String, SavedApiWatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     models: Option<&'a Models>,
+    /// One base64 string of 24-byte records per table (32 characters each).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    seen: &'a BTreeMap<String, SeenSet>,
 }
 
 /// Reads the state file. Never panics: a missing file is `Fresh`; a corrupt
@@ -291,7 +304,26 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
         watches: on_disk.watches,
         api: on_disk.api,
         models: on_disk.models.map(models),
+        seen: seen(on_disk.seen),
     })
+}
+
+/// The tables' seen records that parse; a table whose records do not is
+/// dropped with a WARN: at worst its ended executions are reported again
+/// (at least once, as after a crash), which beats a failed start.
+fn seen(tables: BTreeMap<String, serde_json::Value>) -> BTreeMap<String, SeenSet> {
+    tables
+        .into_iter()
+        .filter_map(
+            |(table, records)| match serde_json::from_value::<SeenSet>(records) {
+                Ok(set) => Some((table, set)),
+                Err(e) => {
+                    tracing::warn!(flow = %table, error = %e, "dropped seen records from the state file");
+                    None
+                }
+            },
+        )
+        .collect()
 }
 
 /// The saved models that parse; each one that does not is dropped with a
@@ -339,6 +371,7 @@ fn serialize(snapshot: &Snapshot) -> Vec<u8> {
         watches: &snapshot.watches,
         api: &snapshot.api,
         models: snapshot.models.as_ref(),
+        seen: &snapshot.seen,
     };
     serde_json::to_vec(&on_disk).expect("string keys and plain fields always serialize")
 }
@@ -430,7 +463,10 @@ struct Shared {
 /// The in-memory copy and whether the disk lags behind it.
 #[derive(Default)]
 struct Pending {
+    /// Everything but the seen records (`saved.seen` stays empty).
     saved: Snapshot,
+    /// The seen records, shared with the walks: copied out only to write.
+    seen: BTreeMap<String, SharedSeen>,
     dirty: bool,
     /// Whether the last write failed: the first failure is logged at ERROR,
     /// repeats at DEBUG, and the recovery at INFO.
@@ -473,14 +509,20 @@ impl StateWriter {
         path: PathBuf,
         store: Option<Box<dyn Store>>,
         lock: Option<StateLock>,
-        initial: Snapshot,
+        mut initial: Snapshot,
         every: Duration,
     ) -> StateWriter {
+        // Kept until the daemon shares its walks' sets in their place.
+        let seen = std::mem::take(&mut initial.seen)
+            .into_iter()
+            .map(|(table, set)| (table, Arc::new(Mutex::new(set))))
+            .collect();
         let shared = Arc::new(Shared {
             path,
             store,
             pending: Mutex::new(Pending {
                 saved: initial,
+                seen,
                 ..Pending::default()
             }),
             writing: Mutex::new(()),
@@ -517,6 +559,28 @@ impl StateWriter {
         let mut pending = self.shared.lock_pending();
         if pending.saved.models.as_ref() != Some(models) {
             pending.saved.models = Some(models.clone());
+            pending.dirty = true;
+        }
+    }
+
+    /// Saves `table`'s seen records from now on: the walk's own set, not a
+    /// copy (it replaces what the file held for the table).
+    pub fn share_seen(&self, table: &str, records: SharedSeen) {
+        let mut pending = self.shared.lock_pending();
+        pending.seen.insert(table.to_owned(), records);
+        pending.dirty = true;
+    }
+
+    /// A table's seen records changed (a record added, or pruned); written
+    /// with the next period.
+    pub fn seen_changed(&self) {
+        self.shared.lock_pending().dirty = true;
+    }
+
+    /// Drops a table's seen records (its `[[watch_flow]]` is gone).
+    pub fn forget_seen(&self, table: &str) {
+        let mut pending = self.shared.lock_pending();
+        if pending.seen.remove(table).is_some() {
             pending.dirty = true;
         }
     }
@@ -574,15 +638,22 @@ impl Shared {
     /// Writes the current map if dirty (or always, when `force`). Blocking.
     fn write(&self, force: bool) -> io::Result<()> {
         let _writing = crate::lock::lock(&self.writing);
-        let watches = {
+        let (mut snapshot, seen) = {
             let mut pending = self.lock_pending();
-            match pending.take_if_dirty() {
-                Some(watches) => watches,
+            let snapshot = match pending.take_if_dirty() {
+                Some(snapshot) => snapshot,
                 None if force => pending.saved.clone(),
                 None => return Ok(()),
-            }
+            };
+            (snapshot, pending.seen.clone())
         };
-        let bytes = serialize(&watches);
+        // Copied out after the watches: a watch the daemon retired (seen
+        // record first, then `forget`) is never missing from both.
+        for (table, records) in seen {
+            let records = crate::lock::lock(&records).clone();
+            snapshot.seen.insert(table, records);
+        }
+        let bytes = serialize(&snapshot);
         let result = match &self.store {
             Some(store) => store.save(&bytes),
             None => write_bytes_atomic(&self.path, &bytes),
@@ -648,6 +719,7 @@ mod tests {
                 .collect(),
             api: BTreeMap::new(),
             models: None,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -910,6 +982,7 @@ mod tests {
             watches,
             api: BTreeMap::new(),
             models: None,
+            seen: BTreeMap::new(),
         };
         write_atomic(&path, &s).unwrap();
         let back = restored(&path);
@@ -1072,6 +1145,70 @@ mod tests {
         let back = restored(&path);
         assert_eq!(back.watches, s.watches);
         assert_eq!(back.models, Some(models_of(&[("F1", 50)])));
+    }
+
+    fn seen_of(n: usize) -> SeenSet {
+        let mut seen = SeenSet::new();
+        for i in 0..n {
+            let arn = format!("arn:aws:bedrock:us-east-1:1:flow/F/alias/A/execution/r{i}");
+            seen.insert(
+                &arn,
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i as u64),
+            );
+        }
+        seen
+    }
+
+    #[test]
+    fn seen_records_round_trip_compactly_and_a_file_without_them_loads_with_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        write_atomic(&path, &s).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("seen"));
+        assert!(restored(&path).seen.is_empty());
+        s.seen.insert("us-east-1/F/*".into(), seen_of(1_000));
+        write_atomic(&path, &s).unwrap();
+        assert_eq!(restored(&path), s);
+        // One base64 string per table: 32 characters a record.
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            json["seen"]["us-east-1/F/*"].as_str().unwrap().len(),
+            32_000
+        );
+    }
+
+    #[test]
+    fn a_table_whose_seen_records_do_not_parse_is_dropped_and_the_rest_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = snapshot(&[("w1", saved("Running", 1))]);
+        s.seen.insert("us-east-1/F/*".into(), seen_of(3));
+        write_atomic(&path, &s).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        json["seen"]["us-east-1/G/*"] = serde_json::json!("AAAA");
+        fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(restored(&path), s);
+    }
+
+    #[tokio::test]
+    async fn the_writer_saves_the_walks_own_seen_set_and_forgets_a_dropped_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut initial = Snapshot::default();
+        initial.seen.insert("us-east-1/OLD/*".into(), seen_of(2));
+        let writer = StateWriter::spawn(lock(&path).unwrap(), initial, NEVER);
+        let shared: SharedSeen = Arc::new(Mutex::new(SeenSet::new()));
+        writer.share_seen("us-east-1/F/*", Arc::clone(&shared));
+        writer.forget_seen("us-east-1/OLD/*");
+        // Changed after sharing: the write sees the change, no copy was kept.
+        crate::lock::lock(&shared).insert("arn:x", UNIX_EPOCH);
+        writer.seen_changed();
+        writer.flush().await.unwrap();
+        let back = restored(&path).seen;
+        assert_eq!(back.keys().collect::<Vec<_>>(), ["us-east-1/F/*"]);
+        assert!(back["us-east-1/F/*"].contains("arn:x", UNIX_EPOCH));
     }
 
     #[tokio::test]

@@ -499,9 +499,20 @@ impl<F: Fetch + Lister> Daemon<F> {
     /// Drops API watches that ended `keep_ended` ago, from memory and state
     /// (issue 10: a long-lived service does not grow). Called each beat.
     pub(super) fn sweep_ended(&mut self) {
-        if self.api.ended_at.is_empty() {
-            return;
+        if !self.api.ended_at.is_empty() {
+            self.drop_kept_ended();
         }
+        // Every watch's last change, API or not: without this, each watch
+        // that ever changed and left (a retired discovered one, issue 9)
+        // would stay here for good.
+        if self.api.changed_at.len() > self.book.len() {
+            let book = &self.book;
+            self.api.changed_at.retain(|key, _| book.get(key).is_some());
+        }
+    }
+
+    /// Drops the API watches that ended `keep_ended` ago.
+    fn drop_kept_ended(&mut self) {
         let keep = self.keep_ended();
         let wall_now = SystemTime::now();
         let due: Vec<WatchKey> = self
@@ -521,10 +532,6 @@ impl<F: Fetch + Lister> Daemon<F> {
                 }
                 self.api.bump();
             }
-        }
-        if self.api.changed_at.len() > self.book.len() {
-            let book = &self.book;
-            self.api.changed_at.retain(|key, _| book.get(key).is_some());
         }
     }
 }

@@ -4,8 +4,8 @@
 //! waits for a token of its region's budget and an in-flight slot from the
 //! scheduler (polls go first), is sent by the `Lister`, and its failure
 //! events become `execution.node_failure` / `execution.flow_failure`. The
-//! fetch ends once: complete, capped, or one `execution.details_unavailable`;
-//! then the state records the details as reported, so a restart does not
+//! fetch ends once: complete, or one `execution.details_unavailable` (after
+//! the pages it got, when capped at `failure_details_max_pages`); then the state records the details as reported, so a restart does not
 //! fetch or emit them again.
 //!
 //! In: ended watches (`want_details`), finished pages (`details_joined`),
@@ -242,9 +242,12 @@ impl<F: Fetch + Lister> Daemon<F> {
         self.details.fetches.remove(&key);
         if let DetailsEnd::Unavailable(unavailable) = &end {
             tracing::debug!(watch = %key.as_str(), detail = %unavailable.detail, "failure details unavailable");
+        }
+        // A capped fetch says so too: what was emitted is not all there is.
+        if let Some(reason) = end.unavailable_reason() {
             event::emit(&Event::DetailsUnavailable {
                 subject: tracked.subject(),
-                reason: unavailable.reason,
+                reason,
             });
         }
         let tracked = self.book.get_mut(&key).expect("checked above");

@@ -5,11 +5,17 @@
 //! `discovery_share` of its rate. What a page lists becomes watches
 //! (`watch.added`, `source = "discovery"`) or observations; a discovered
 //! watch that ended (terminal transition and details out) leaves memory and
-//! state, and its walk keeps a seen record so it is not found again.
+//! state, and its walk keeps a seen record so it is not found again; the
+//! records are saved in `[state]` (the walk's set itself, shared with the
+//! writer), so a restart does not find them again either.
 //!
 //! In: the tables (`set_flows`), finished pages (`list_joined`), `now`.
 //! Out: watches added and retired, events, scheduler tokens, the walk
 //! duration metric.
+//!
+//! Why one file of this size: a discovered watch's life in the loop (found,
+//! added, observed from summaries, restored, retired into a seen record)
+//! is one story told against one `Discovery`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,7 +27,7 @@ use tokio::time::Instant;
 
 use super::Daemon;
 use crate::config::FlowWatch;
-use crate::discover::{self, Decision, Known, SeenSet, Walk};
+use crate::discover::{self, Decision, Known, Walk};
 use crate::poll::{ExecutionsPage, ExecutionsRequest, Fetch, Lister, Observation, ReadFailure};
 use crate::schedule;
 use crate::state::SavedDiscovery;
@@ -111,6 +117,9 @@ impl<F: Fetch + Lister> Daemon<F> {
             .map(|t| t.key.clone())
             .collect();
         for table in &dropped {
+            if let Some(state) = &self.edges.state {
+                state.forget_seen(table);
+            }
             let gone: Vec<WatchKey> = self
                 .discovery
                 .found
@@ -141,7 +150,12 @@ impl<F: Fetch + Lister> Daemon<F> {
                 continue;
             };
             let since = flow.since.resolve(self.discovery.started);
-            let walk = Walk::new(since, self.config.poll.list_interval, SeenSet::new(), now);
+            // Saved before a restart: what ended then is not found again.
+            let seen = self.edges.restored.seen.remove(&key).unwrap_or_default();
+            let walk = Walk::new(since, self.config.poll.list_interval, seen, now);
+            if let Some(state) = &self.edges.state {
+                state.share_seen(&key, walk.shared_seen());
+            }
             self.discovery.tables.push(Table {
                 flow: flow.clone(),
                 key,
@@ -192,7 +206,13 @@ impl<F: Fetch + Lister> Daemon<F> {
                 Err(None) => break,
                 Err(Some(_)) => continue,
             }
-            let Some(page) = table.walk.take_page(now, wall) else {
+            let page = table.walk.take_page(now, wall);
+            if table.walk.take_pruned()
+                && let Some(state) = &self.edges.state
+            {
+                state.seen_changed();
+            }
+            let Some(page) = page else {
                 self.scheduler
                     .token_done(&table.region, &schedule::Outcome::Unchanged, now, now);
                 continue;
@@ -452,7 +472,10 @@ impl<F: Fetch + Lister> Daemon<F> {
         ) {
             table.walk.retire(arn, found.created_at);
         }
+        // The record before the watch goes: a state write in between keeps
+        // both (harmless), never neither.
         if let Some(state) = &self.edges.state {
+            state.seen_changed();
             state.forget(key.as_str());
         }
     }

@@ -186,6 +186,10 @@ impl<F: Fetch + Lister> Daemon<F> {
             for key in std::mem::take(&mut daemon.edges.restored.watches).into_keys() {
                 state.forget(&key);
             }
+            // And the seen records of tables the config no longer has.
+            for table in std::mem::take(&mut daemon.edges.restored.seen).into_keys() {
+                state.forget_seen(&table);
+            }
         }
         Ok(daemon)
     }

@@ -19,16 +19,21 @@
 //! spacing runs out if that is later. So a walk of `p` pages repeats every
 //! `max(list_interval, p / budget)`: the interval stretches on its own and
 //! discovery never averages more than `budget` requests per second.
+//!
+//! Why one file of this size: a walk's phases, its page decisions and its
+//! pacing are one state machine (its tests are in `tests.rs`, the seen
+//! records in `seen.rs`).
 
 pub mod seen;
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use crate::poll::outcome::Status;
 use crate::poll::pages::{ExecutionSummary, ExecutionsPage, ReadFailure};
-pub use seen::{RETENTION, SeenSet};
+pub use seen::{RETENTION, SeenSet, SharedSeen};
 
 /// `[poll] list_interval` default: how often a walk starts when it is cheap.
 pub const LIST_INTERVAL: Duration = Duration::from_secs(30);
@@ -212,11 +217,14 @@ struct Progress {
 
 /// Discovery for one `[[watch_flow]]` table: its `since`, its seen records,
 /// and where its walk is.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Walk {
     since: SystemTime,
     list_interval: Duration,
-    seen: SeenSet,
+    /// Shared with the state writer (`shared_seen`); locked only briefly.
+    seen: SharedSeen,
+    /// A prune dropped records since `take_pruned` last asked.
+    pruned: bool,
     phase: Phase,
     progress: Option<Progress>,
     last: Option<WalkReport>,
@@ -229,7 +237,8 @@ impl Walk {
         Walk {
             since,
             list_interval,
-            seen,
+            seen: Arc::new(Mutex::new(seen)),
+            pruned: false,
             phase: Phase::Due {
                 at: now,
                 next_token: None,
@@ -250,7 +259,7 @@ impl Walk {
 
     /// The page to send now, if one is due (the caller still needs a token
     /// of the region budget). The first page of a walk also prunes the seen
-    /// records to `horizon(since, wall)`.
+    /// records to `horizon(since, wall)` (`take_pruned` says whether any went).
     pub fn take_page(&mut self, now: Instant, wall: SystemTime) -> Option<PageRequest> {
         let Phase::Due {
             at,
@@ -265,7 +274,8 @@ impl Walk {
         }
         let (next_token, attempt) = (next_token.take(), *attempt);
         if self.progress.is_none() {
-            self.seen.prune(horizon(self.since, wall));
+            let dropped = crate::lock::lock(&self.seen).prune(horizon(self.since, wall));
+            self.pruned |= dropped > 0;
             self.progress = Some(Progress {
                 started_at: now,
                 pages: 0,
@@ -301,9 +311,10 @@ impl Walk {
         progress.pages += 1;
         progress.skipped += count(page.skipped);
         let mut found = Vec::new();
+        let seen = crate::lock::lock(&self.seen);
         for summary in page.summaries {
             progress.listed += 1;
-            let decision = decide(&summary, self.since, &self.seen, &known(&summary));
+            let decision = decide(&summary, self.since, &seen, &known(&summary));
             match decision {
                 Decision::Add { .. } => progress.added += 1,
                 Decision::Observe => progress.observed += 1,
@@ -311,6 +322,7 @@ impl Walk {
             }
             found.push(Found { summary, decision });
         }
+        drop(seen);
         let next_page_at = sent_at + page_gap(budget);
         let finished = match page.next_token {
             Some(token) => {
@@ -393,7 +405,7 @@ impl Walk {
     /// A discovered watch is done (terminal transition and details out) and
     /// leaves memory: remember it so it is not found again.
     pub fn retire(&mut self, execution_arn: &str, created_at: SystemTime) {
-        self.seen.insert(execution_arn, created_at);
+        crate::lock::lock(&self.seen).insert(execution_arn, created_at);
     }
 
     /// The last finished walk, for the metric and the status line.
@@ -406,9 +418,21 @@ impl Walk {
         self.progress.is_some()
     }
 
-    /// The seen records, for `[state]`.
-    pub fn seen(&self) -> &SeenSet {
-        &self.seen
+    /// Whether a walk's start pruned seen records since the last call (the
+    /// state file then has records to drop).
+    pub fn take_pruned(&mut self) -> bool {
+        std::mem::take(&mut self.pruned)
+    }
+
+    /// The seen records (held locked while the guard lives: drop it soon).
+    pub fn seen(&self) -> MutexGuard<'_, SeenSet> {
+        crate::lock::lock(&self.seen)
+    }
+
+    /// The seen records themselves, for the state writer to save
+    /// (`StateWriter::share_seen`): no copy is made.
+    pub fn shared_seen(&self) -> SharedSeen {
+        Arc::clone(&self.seen)
     }
 
     pub fn since(&self) -> SystemTime {

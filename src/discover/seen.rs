@@ -6,12 +6,16 @@
 //! In: an execution ARN and its creation time. Out: `contains`. A record is a
 //! 16-byte hash of the ARN and the creation time in whole seconds: 24 bytes,
 //! held in a sorted `Vec` (plus a small unsorted tail of recent inserts), so
-//! memory is about 24–30 bytes per record with no per-entry overhead.
+//! memory is about 24–27 bytes per record with no per-entry overhead.
 //! Records fall away once they are before `since` or past the service's
 //! 90-day retention (`prune`): a flow running 1,000 executions a day holds
-//! at most ~90,000 records, about 2.7 MB.
+//! at most ~90,000 records, about 2.4 MB.
+//!
+//! A table's set is a `SharedSeen`: its walk and the state writer hold the
+//! same one, so `[state]` saves the records without a second copy in memory.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer};
@@ -27,6 +31,10 @@ pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 const RECENT_CAP: usize = 256;
 
 const RECORD_BYTES: usize = 24;
+
+/// One table's records, held by its walk and by the state writer (which
+/// locks it only to copy it out for a write).
+pub type SharedSeen = Arc<Mutex<SeenSet>>;
 
 /// One execution seen: a hash of its ARN and when it was created.
 /// Ordered by key, then creation time.
@@ -87,7 +95,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 
 /// The records of one `[[watch_flow]]` table. Serializes for `[state]` as
 /// one base64 string of 24-byte records (32 characters each).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct SeenSet {
     /// Sorted, no duplicates.
     sorted: Vec<Record>,
@@ -128,8 +136,8 @@ impl SeenSet {
         let len = self.len();
         self.sorted.retain(|r| r.created_at >= cut);
         self.recent.retain(|r| r.created_at >= cut);
-        // Give memory back after a large prune; keep a quarter for growth.
-        let keep = self.sorted.len() + self.sorted.len() / 4;
+        // Give memory back after a large prune; keep an eighth for growth.
+        let keep = self.sorted.len() + self.sorted.len() / 8;
         if self.sorted.capacity() > keep + RECENT_CAP {
             self.sorted.shrink_to(keep);
         }
@@ -149,12 +157,20 @@ impl SeenSet {
         (self.sorted.capacity() + self.recent.capacity()) * size_of::<Record>()
     }
 
+    /// Every record, sorted.
+    fn records(&self) -> Vec<Record> {
+        let mut all: Vec<Record> = self.sorted.iter().chain(&self.recent).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
     fn has(&self, record: &Record) -> bool {
         self.sorted.binary_search(record).is_ok() || self.recent.contains(record)
     }
 
     /// Moves the recent inserts into the sorted part: one backward merge in
-    /// place, growing by a quarter at most so capacity stays near the length.
+    /// place, growing by an eighth at most so capacity stays near the length
+    /// (at most 27 bytes a record).
     fn merge(&mut self) {
         if self.recent.is_empty() {
             return;
@@ -163,7 +179,7 @@ impl SeenSet {
         let (old, add) = (self.sorted.len(), self.recent.len());
         let needed = old + add;
         if self.sorted.capacity() < needed {
-            self.sorted.reserve_exact(add + needed / 4);
+            self.sorted.reserve_exact(add + needed / 8);
         }
         self.sorted.resize(needed, Record::default());
         let (mut i, mut j, mut k) = (old, add, needed);
@@ -180,6 +196,15 @@ impl SeenSet {
         self.recent.clear();
     }
 }
+
+/// Equal when they hold the same records, however they were inserted.
+impl PartialEq for SeenSet {
+    fn eq(&self, other: &SeenSet) -> bool {
+        self.len() == other.len() && self.records() == other.records()
+    }
+}
+
+impl Eq for SeenSet {}
 
 impl fmt::Debug for SeenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,20 +313,23 @@ mod tests {
     }
 
     #[test]
-    fn a_record_takes_24_bytes_and_a_large_set_at_most_32_per_record() {
+    fn a_record_takes_24_bytes_and_a_large_set_at_most_27_per_record() {
         assert_eq!(size_of::<Record>(), 24);
         let mut seen = SeenSet::new();
         let n = 30_000; // a month at 1,000 executions a day
         for i in 0..n {
             seen.insert(&arn(i), at(i as u64));
         }
+        // 24 bytes and at most an eighth of slack, plus the recent inserts'
+        // fixed buffer.
         let per_record = seen.heap_bytes() as f64 / n as f64;
-        assert!(per_record <= 32.0, "{per_record} bytes per record");
+        let bound = |len: usize| 27.0 + (RECENT_CAP * 24) as f64 / len as f64;
+        assert!(per_record <= bound(n), "{per_record} bytes per record");
         // And after dropping most of them, the memory goes back too.
         seen.prune(at(80_000));
         let per_record = seen.heap_bytes() as f64 / seen.len() as f64;
         assert!(
-            per_record <= 32.0 + (RECENT_CAP * 24) as f64 / seen.len() as f64,
+            per_record <= bound(seen.len()),
             "{per_record} bytes per record after prune"
         );
     }

@@ -89,7 +89,8 @@ pub enum Event<'a> {
         event_time: Option<&'a str>,
     },
     /// `execution.details_unavailable` (WARN): the failure details could not
-    /// be fetched (`access_denied`, `invalid`, `retries_exhausted`); once.
+    /// be fetched (`access_denied`, `invalid`, `retries_exhausted`), or not
+    /// all of them (`max_pages`, after the events it got); once.
     DetailsUnavailable {
         subject: Subject<'a>,
         reason: &'a str,

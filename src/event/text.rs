@@ -22,8 +22,9 @@
 //!   fields humanized without their suffix: `detect_lag=1.1s`, `retry_in=3min4s`.
 //!
 //! The brief style (the demo) keeps lines within about 100 columns: it drops
-//! the identity and the machine details (`transition_id`, `started_at`, …)
-//! and shows labels once, on `watch.added`.
+//! the identity and the machine details (`transition_id`, `started_at`, …,
+//! and a `source` that is a file path; `source=discovery` stays) and shows
+//! labels once, on `watch.added`.
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -89,6 +90,12 @@ const DETAILS: [&str; 9] = [
     "error_code",
 ];
 
+/// A `source` that is not a file path (`discovery`, `api`): short, and it
+/// says how the watch came, so the brief style keeps it.
+fn names_no_file(key: &str, value: &Value) -> bool {
+    key == "source" && value.as_str().is_some_and(|v| !v.contains('/'))
+}
+
 /// Width of the short-name column: most execution ids fit, longer ones push on.
 const NAME_WIDTH: usize = 15;
 
@@ -117,7 +124,9 @@ pub(super) fn render(record: &Record, now: SystemTime, style: TextStyle) -> Stri
     }
     for (key, value) in &record.fields {
         let key: &str = key;
-        let hidden = style.brief && (DETAILS.contains(&key) || head.brief_hides.contains(&key));
+        let hidden = style.brief
+            && (DETAILS.contains(&key) || head.brief_hides.contains(&key))
+            && !names_no_file(key, value);
         if key == "labels" || IDENTITY.contains(&key) || head.uses.contains(&key) || hidden {
             continue;
         }
@@ -617,6 +626,27 @@ mod tests {
         assert_eq!(
             line,
             "10:10:41.123 INFO  run-0001         Running → Succeeded  after 6.2 s, 4 polls\n"
+        );
+    }
+
+    #[test]
+    fn brief_lines_keep_a_source_that_is_not_a_file() {
+        let added = |source: &str| {
+            let mut r = record(
+                Level::INFO,
+                "watch.added",
+                vec![("execution", json!("run-7")), ("source", json!(source))],
+            );
+            r.message = "watch added".to_owned();
+            render(&r, at(), plain().brief())
+        };
+        assert_eq!(
+            added("discovery"),
+            "10:10:41.123 INFO  run-7            watch added  source=discovery\n"
+        );
+        assert_eq!(
+            added("/etc/flowwatch/flowwatch.toml"),
+            "10:10:41.123 INFO  run-7            watch added\n"
         );
     }
 

@@ -264,3 +264,40 @@ async fn a_restart_with_state_neither_fetches_nor_emits_the_details_again() {
     }
     assert_eq!(sim.stats().log.len(), requests, "no request at all");
 }
+
+#[tokio::test]
+async fn a_fetch_stopped_by_the_page_cap_emits_what_it_got_then_one_details_unavailable() {
+    // 25 node failures: three Node pages. A cap of 2 reads one Node page,
+    // keeps the other for the Flow page, and says the rest was not read.
+    let sim = simulator(&failing("run-many", "Failed", 25, "")).await;
+    let cfg = config(&sim, "failure_details_max_pages = 2\n", &["run-many"]);
+    let run = run_once(&cfg.path).await;
+    let events = &run.events;
+    assert_eq!(run.exit_code, 3, "{events}\n{}", run.stderr);
+    assert_eq!(of(events, "execution.node_failure", "run-many").len(), 10);
+    assert_eq!(of(events, "execution.flow_failure", "run-many").len(), 1);
+    let unavailable = of(events, "execution.details_unavailable", "run-many");
+    assert_eq!(unavailable.len(), 1, "{events}");
+    assert_eq!(unavailable[0]["reason"], "max_pages");
+    assert_eq!(unavailable[0]["level"], "WARN");
+    let last_detail = events
+        .0
+        .iter()
+        .rposition(|e| {
+            e["execution"] == "run-many"
+                && (e["event"] == "execution.node_failure"
+                    || e["event"] == "execution.flow_failure")
+        })
+        .unwrap();
+    assert!(
+        position(events, "execution.details_unavailable", "run-many") > Some(last_detail),
+        "after what was fetched:\n{events}"
+    );
+    let pages = sim
+        .stats()
+        .log
+        .iter()
+        .filter(|r| r.operation == "ListFlowExecutionEvents" && r.execution == "run-many")
+        .count();
+    assert_eq!(pages, 2, "the cap");
+}

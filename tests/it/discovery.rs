@@ -340,3 +340,59 @@ async fn a_discovered_watch_survives_a_restart_through_the_state_file() {
     let saved = std::fs::read_to_string(&state_path).unwrap();
     assert!(!saved.contains("run-long"), "{saved}");
 }
+
+#[tokio::test]
+async fn an_ended_execution_retired_before_a_restart_is_not_reported_again_after_it() {
+    // `since = "1h"` reaches back before the restart: without the seen
+    // records in `[state]`, the second daemon would list run-a again and
+    // report it as new.
+    let sim = simulator(&execution("FLOW123456", "run-a", 0)).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_path = state_dir.path().join("state.json");
+    let cfg = config(
+        &sim,
+        "list_interval = \"200ms\"",
+        &format!(
+            "[state]\npath = \"{}\"\n\n{}",
+            state_path.display(),
+            flow_table("FLOW123456", "since = \"1h\"")
+        ),
+    );
+    let first = run_once(&cfg.path).await;
+    assert_eq!(first.exit_code, 0, "{}\n{}", first.events, first.stderr);
+    assert_eq!(discovered(&first.events).len(), 1, "{}", first.events);
+    assert_eq!(
+        first
+            .events
+            .transitions_of("run-a")
+            .last()
+            .map(String::as_str),
+        Some("Succeeded"),
+        "{}",
+        first.events
+    );
+    // Retired: out of the watches, in the table's seen records.
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert!(!saved.to_string().contains("run-a"), "{saved}");
+    let tables = saved["seen"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no seen records: {saved}"));
+    assert_eq!(tables.len(), 1, "{saved}");
+    let records = tables.values().next().and_then(Value::as_str).unwrap();
+    assert_eq!(records.len(), 32, "one 24-byte record in base64: {saved}");
+
+    let second = run_once(&cfg.path).await;
+    assert_eq!(second.exit_code, 0, "{}\n{}", second.events, second.stderr);
+    assert!(discovered(&second.events).is_empty(), "{}", second.events);
+    assert!(
+        second.events.transitions_of("run-a").is_empty(),
+        "{}",
+        second.events
+    );
+    assert!(
+        list_requests(&sim) >= 2,
+        "the second daemon walked too: {}",
+        list_requests(&sim)
+    );
+}

@@ -5,6 +5,7 @@ mod support;
 mod daemon_loop;
 mod details;
 mod discovery;
+mod demo_discovery;
 mod lifecycle;
 mod wire;
 mod cli;
