@@ -88,7 +88,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         let routes = service::api::router(http, client, token, shutdown.clone());
         service::http::serve_routes(
             http.listen,
-            service::http::LIMITS,
+            service::http::limits_for(http),
             health.clone(),
             metrics.clone(),
             routes,
