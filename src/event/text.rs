@@ -14,7 +14,8 @@
 //! - what happened: `Running → Succeeded  after 6.2 s, 4 polls` for a
 //!   transition, `throttled, retry in 400 ms, rate now 5.74 req/s`,
 //!   `retrying in 1.2 s: <the service's message>` for a failed poll,
-//!   `Prompt_1 failed: <message>` for a node failure, alike for execution
+//!   `node Prompt_1 failed (INTERNAL_SERVER): <message>` for a node
+//!   failure, alike for execution
 //!   errors, flow failures, unavailable details, stale statuses, abandoned
 //!   watches and rejected reloads, and the record's `message` for any other
 //!   event;
@@ -329,19 +330,23 @@ impl Head {
                 }
             }
             Some("execution.node_failure") => {
+                // "node …" and the code: `execution.error` says "Prompt_1
+                // failed: …" for the same failure, from another source.
                 let node = fields.str("node").unwrap_or("?");
+                let code = fields.str("error_code").unwrap_or("?");
                 let message = fields.str("error_message").unwrap_or("");
                 Head {
-                    phrase: format!("{node} failed: {message}"),
-                    uses: &["node", "error_message"],
+                    phrase: format!("node {node} failed ({code}): {message}"),
+                    uses: &["node", "error_code", "error_message"],
                     brief_hides: &["event_time"],
                 }
             }
             Some("execution.flow_failure") => {
+                let code = fields.str("error_code").unwrap_or("?");
                 let message = fields.str("error_message").unwrap_or("");
                 Head {
-                    phrase: format!("flow failed: {message}"),
-                    uses: &["error_message"],
+                    phrase: format!("flow failed ({code}): {message}"),
+                    uses: &["error_code", "error_message"],
                     brief_hides: &["event_time"],
                 }
             }
@@ -730,18 +735,16 @@ mod tests {
 
     #[test]
     fn a_node_failure_leads_with_the_node_and_its_message() {
-        let line = render(
-            &node_failure("knowledge base not available"),
-            at(),
-            plain().brief(),
-        );
+        let line = render(&node_failure("no index"), at(), plain().brief());
         assert_eq!(
             line,
-            "10:10:41.123 WARN  run-0001         KnowledgeBase_1 failed: knowledge base not available\n"
+            "10:10:41.123 WARN  run-0001         node KnowledgeBase_1 failed (INTERNAL_SERVER): no index\n"
         );
-        let full = render(&node_failure("knowledge base not available"), at(), plain());
+        let full = render(&node_failure("no index"), at(), plain());
         assert!(
-            full.contains(" error_code=INTERNAL_SERVER event_time=2026-11-25T10:10:40.000Z "),
+            full.contains(
+                "no index  team=search tier=gold event_time=2026-11-25T10:10:40.000Z flow="
+            ),
             "{full}"
         );
     }
@@ -753,6 +756,7 @@ mod tests {
                     model";
         let mut flow = node_failure(long);
         flow.event = Some("execution.flow_failure".to_owned());
+        flow.fields.retain(|(key, _)| key != "node");
         let mut unavailable = record(
             Level::WARN,
             "execution.details_unavailable",
@@ -787,12 +791,18 @@ mod tests {
         let line = render(&node_failure(long), at(), plain().brief());
         assert_eq!(columns(line.trim_end()), 100, "{line}");
         assert!(
-            line.starts_with("10:10:41.123 WARN  run-0001         KnowledgeBase_1 failed: model invocation failed: "),
+            line.starts_with(
+                "10:10:41.123 WARN  run-0001         node KnowledgeBase_1 failed (INTERNAL_SERVER): \
+                 model invocation"
+            ),
             "{line}"
         );
         assert!(line.ends_with("…\n"), "{line}");
         let line = render(&flow, at(), plain().brief());
-        assert!(line.contains("  flow failed: model invocation"), "{line}");
+        assert!(
+            line.contains("  flow failed (INTERNAL_SERVER): model invocation"),
+            "{line}"
+        );
         let line = render(&unavailable, at(), plain().brief());
         assert!(
             line.contains(
