@@ -12,11 +12,12 @@
 //! code, stacks and memory freed but kept by the allocator.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -28,88 +29,7 @@ use flowwatch::service::metrics::Metrics;
 use flowwatch::simulate::Scenario;
 
 use common::{SimProcess, arg, config_text, credentials, events_to_sink, execution_arns, rss};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static LIVE_CHUNKS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// glibc malloc's chunk for a request of `size` bytes on 64-bit Linux.
-fn chunk(size: usize) -> usize {
-    ((size + 8 + 15) & !15).max(32)
-}
-
-fn grew(size: usize) {
-    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-    LIVE_CHUNKS.fetch_add(chunk(size), Ordering::Relaxed);
-    LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
-}
-
-fn shrank(size: usize) {
-    LIVE.fetch_sub(size, Ordering::Relaxed);
-    LIVE_CHUNKS.fetch_sub(chunk(size), Ordering::Relaxed);
-    LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; the counters only
-// observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            shrank(layout.size());
-            grew(new_size);
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The heap at one moment.
-#[derive(Clone, Copy)]
-struct Heap {
-    bytes: usize,
-    chunks: usize,
-    count: usize,
-}
-
-fn heap() -> Heap {
-    Heap {
-        bytes: LIVE.load(Ordering::Relaxed),
-        chunks: LIVE_CHUNKS.load(Ordering::Relaxed),
-        count: LIVE_COUNT.load(Ordering::Relaxed),
-    }
-}
+use counting::{Heap, PEAK, heap};
 
 /// Per-watch growth from `from` to `to`, as a report row.
 fn row(name: &str, from: Heap, to: Heap, watches: usize) {

@@ -58,7 +58,9 @@ fn every_manifest_under_deploy_is_valid_against_the_kubernetes_schemas_strictly(
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     let files = manifests(&root);
     assert!(
-        files.iter().any(|f| f.ends_with("kubernetes/deployment.yaml")),
+        files
+            .iter()
+            .any(|f| f.ends_with("kubernetes/deployment.yaml")),
         "the sidecar example is under deploy/: {files:?}"
     );
     if !validator_present() {
