@@ -10,6 +10,8 @@ use std::time::Instant;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+mod api;
+
 use crate::config;
 use crate::event::text::TextStyle;
 use crate::run::{self, StartOptions};
@@ -26,11 +28,16 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = config::parse_str(DEMO_CONFIG, Path::new("config/demo/flowwatch.toml"))?;
     config.aws.endpoint_url = Some(simulator.endpoint_url());
+    // The waiter API on a free loopback port: one execution is added over
+    // it, and followed over the event stream (issue 10.4).
+    let http = config::HttpSettings::on(free_loopback_port()?);
+    let api_client = tokio::spawn(api::follow(http.listen));
+    config.http = Some(http);
     // Brief text lines: the summary below names each execution fully, and
     // a line fits 100 columns (issue 10.3).
     crate::event::init_styled(&config.log, TextStyle::for_stdout().brief())?;
     eprintln!(
-        "flowwatch demo: simulator on {}, watching {} executions and discovering those of {} flow\n",
+        "flowwatch demo: simulator on {}: {} watches, 1 more over the API, {} flow to discover\n",
         simulator.endpoint_url(),
         config.watches.len(),
         config.flows.len()
@@ -46,6 +53,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )));
     options.live_reload = false;
     let report = run::start(config, options).await?;
+    // The API watch ended before the daemon did (`--once`): so has its client.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_client).await;
     let stats = simulator.stats();
     simulator.shutdown().await;
 
@@ -77,4 +86,9 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         stats.count(Answer::Internal)
     );
     Ok(())
+}
+
+/// A loopback address with a port free a moment ago (the daemon binds it).
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }

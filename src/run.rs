@@ -143,7 +143,7 @@ pub(crate) async fn serve_http(
     let routes = service::api::router(http, client, token, health.clone(), shutdown.clone());
     service::http::serve_routes(
         http.listen,
-        service::http::LIMITS,
+        service::http::limits_for(http),
         health.clone(),
         metrics.clone(),
         routes,

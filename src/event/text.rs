@@ -13,18 +13,29 @@
 //!   execution id (events about no execution have none);
 //! - what happened: `Running → Succeeded  after 6.2 s, 4 polls` for a
 //!   transition, `throttled, retry in 400 ms, rate now 5.74 req/s`,
-//!   `retrying in 1.2 s: <the service's message>` for a failed poll, alike
-//!   for execution errors, stale statuses, abandoned watches and rejected
-//!   reloads, and the record's `message` for any other event;
+//!   `retrying in 1.2 s: <the service's message>` for a failed poll,
+//!   `node Prompt_1 failed (INTERNAL_SERVER): <message>` for a node
+//!   failure, alike for execution
+//!   errors, flow failures, unavailable details, stale statuses, abandoned
+//!   watches and rejected reloads, and the record's `message` for any other
+//!   event;
 //! - then the labels as `key=value`, the other fields, and last the
 //!   execution's identity (`flow`, `alias`, `region`, `execution`,
 //!   `execution_arn`). Numbers are rounded (floats to 2 decimals) and `*_ms`
 //!   fields humanized without their suffix: `detect_lag=1.1s`, `retry_in=3min4s`.
 //!
-//! The brief style (the demo) keeps lines within about 100 columns: it drops
-//! the identity and the machine details (`transition_id`, `started_at`, …,
-//! and a `source` that is a file path; `source=discovery` stays) and shows
-//! labels once, on `watch.added`.
+//! The brief style (the demo, `wait`) keeps every line within 100 columns:
+//! it drops the identity and the machine details (`transition_id`,
+//! `started_at`, `event_time`, …, and a `source` that is a file path;
+//! `source=discovery` stays), shows labels once, on `watch.added`, and
+//! cuts what is still too long with `…`: a long message first (the service's
+//! own words in `poll.failed`, `execution.error`, `execution.node_failure`,
+//! `execution.flow_failure`), then the end of the line. The JSON line keeps
+//! every word.
+//!
+//! Why one file of this size: the order of a line, the phrase for each
+//! event and the width rules decide together what a person sees first; the
+//! phrases are many and small.
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -99,6 +110,13 @@ fn names_no_file(key: &str, value: &Value) -> bool {
 /// Width of the short-name column: most execution ids fit, longer ones push on.
 const NAME_WIDTH: usize = 15;
 
+/// Columns a brief line takes at most (issue 10.3: the demo and `wait` read
+/// well at 100 columns), counted in characters without colour escapes.
+const BRIEF_WIDTH: usize = 100;
+
+/// Characters of the head a brief line keeps, however long its pairs.
+const BRIEF_HEAD_MIN: usize = 24;
+
 /// One record as one text line and a newline.
 pub(super) fn render(record: &Record, now: SystemTime, style: TextStyle) -> String {
     let fields = Fields(&record.fields);
@@ -111,7 +129,7 @@ pub(super) fn render(record: &Record, now: SystemTime, style: TextStyle) -> Stri
         let _ = write!(line, "{:<NAME_WIDTH$}  ", escape_controls(name));
     }
     let head = Head::of(record, &fields);
-    line.push_str(&escape_controls(&head.phrase));
+    let phrase = escape_controls(&head.phrase);
 
     let mut rest = String::new();
     let event = record.event.as_deref();
@@ -139,12 +157,67 @@ pub(super) fn render(record: &Record, now: SystemTime, style: TextStyle) -> Stri
             }
         }
     }
+    let pairs = if rest.is_empty() {
+        0
+    } else {
+        1 + columns(&rest)
+    };
+    if style.brief {
+        // A long message gives way first (its end is in the JSON line),
+        // then, for very long pairs, the end of the line.
+        let room = BRIEF_WIDTH
+            .saturating_sub(columns(&line) + pairs)
+            .max(BRIEF_HEAD_MIN);
+        line.push_str(&clip(&phrase, room));
+    } else {
+        line.push_str(&phrase);
+    }
     if !rest.is_empty() {
         line.push(' ');
         line.push_str(&rest);
     }
+    if style.brief {
+        line = clip(&line, BRIEF_WIDTH).into_owned();
+    }
     line.push('\n');
     line
+}
+
+/// Characters of `text` a terminal shows: colour escapes take none.
+fn columns(text: &str) -> usize {
+    let mut count = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, _) => count += 1,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    count
+}
+
+/// `text` within `max` columns: past that, cut and ended with `…`.
+fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    if columns(text) <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut kept = String::with_capacity(text.len());
+    let mut count = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, _) if count + 1 >= max => break,
+            (false, _) => count += 1,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+        kept.push(c);
+    }
+    let kept = kept.trim_end();
+    Cow::Owned(format!("{kept}…"))
 }
 
 /// The level, padded to 5 columns (the padding outside the colour).
@@ -268,6 +341,34 @@ impl Head {
                         said(format!("{error}: {message}"), &["error", "error_message"])
                     }
                 }
+            }
+            Some("execution.node_failure") => {
+                // "node …" and the code: `execution.error` says "Prompt_1
+                // failed: …" for the same failure, from another source.
+                let node = fields.str("node").unwrap_or("?");
+                let code = fields.str("error_code").unwrap_or("?");
+                let message = fields.str("error_message").unwrap_or("");
+                Head {
+                    phrase: format!("node {node} failed ({code}): {message}"),
+                    uses: &["node", "error_code", "error_message"],
+                    brief_hides: &["event_time"],
+                }
+            }
+            Some("execution.flow_failure") => {
+                let code = fields.str("error_code").unwrap_or("?");
+                let message = fields.str("error_message").unwrap_or("");
+                Head {
+                    phrase: format!("flow failed ({code}): {message}"),
+                    uses: &["error_code", "error_message"],
+                    brief_hides: &["event_time"],
+                }
+            }
+            Some("execution.details_unavailable") => {
+                let reason = fields.str("reason").unwrap_or("?");
+                said(
+                    format!("failure details unavailable: {reason}"),
+                    &["reason"],
+                )
             }
             Some("execution.stale") => {
                 let status = fields.str("status").unwrap_or("?");
@@ -627,6 +728,116 @@ mod tests {
             line,
             "10:10:41.123 INFO  run-0001         Running → Succeeded  after 6.2 s, 4 polls\n"
         );
+    }
+
+    fn node_failure(message: &str) -> Record {
+        record(
+            Level::WARN,
+            "execution.node_failure",
+            about(
+                json!({"team": "search", "tier": "gold"}),
+                vec![
+                    ("node", json!("KnowledgeBase_1")),
+                    ("error_code", json!("INTERNAL_SERVER")),
+                    ("error_message", json!(message)),
+                    ("event_time", json!("2026-11-25T10:10:40.000Z")),
+                ],
+            ),
+        )
+    }
+
+    #[test]
+    fn a_node_failure_leads_with_the_node_and_its_message() {
+        let line = render(&node_failure("no index"), at(), plain().brief());
+        assert_eq!(
+            line,
+            "10:10:41.123 WARN  run-0001         node KnowledgeBase_1 failed (INTERNAL_SERVER): no index\n"
+        );
+        let full = render(&node_failure("no index"), at(), plain());
+        assert!(
+            full.contains(
+                "no index  team=search tier=gold event_time=2026-11-25T10:10:40.000Z flow="
+            ),
+            "{full}"
+        );
+    }
+
+    #[test]
+    fn brief_lines_fit_100_columns_and_cut_a_long_message_with_an_ellipsis() {
+        let long = "model invocation failed: the input is longer than the model's context \
+                    window of 8192 tokens (12000 given); shorten the prompt or choose another \
+                    model";
+        let mut flow = node_failure(long);
+        flow.event = Some("execution.flow_failure".to_owned());
+        flow.fields.retain(|(key, _)| key != "node");
+        let mut unavailable = record(
+            Level::WARN,
+            "execution.details_unavailable",
+            about(json!({}), vec![("reason", json!("retries_exhausted"))]),
+        );
+        unavailable.fields[3].1 = json!("an-execution-id-far-longer-than-the-name-column-is-wide");
+        let mut failed = record(
+            Level::WARN,
+            "poll.failed",
+            about(
+                json!({}),
+                vec![("error_message", json!(long)), ("retry_in_ms", json!(800))],
+            ),
+        );
+        failed
+            .fields
+            .push((Cow::Borrowed("attempt_detail"), json!("x".repeat(150))));
+        for style in [
+            plain().brief(),
+            TextStyle {
+                colour: true,
+                brief: true,
+            },
+        ] {
+            for r in [&node_failure(long), &flow, &unavailable, &failed] {
+                let line = render(r, at(), style);
+                let shown = line.trim_end_matches('\n');
+                assert!(columns(shown) <= 100, "{} columns: {line}", columns(shown));
+                assert_eq!(line.lines().count(), 1, "{line:?}");
+            }
+        }
+        let line = render(&node_failure(long), at(), plain().brief());
+        assert_eq!(columns(line.trim_end()), 100, "{line}");
+        assert!(
+            line.starts_with(
+                "10:10:41.123 WARN  run-0001         node KnowledgeBase_1 failed (INTERNAL_SERVER): \
+                 model invocation"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("…\n"), "{line}");
+        let line = render(&flow, at(), plain().brief());
+        assert!(
+            line.contains("  flow failed (INTERNAL_SERVER): model invocation"),
+            "{line}"
+        );
+        let line = render(&unavailable, at(), plain().brief());
+        assert!(
+            line.contains(
+                " an-execution-id-far-longer-than-the-name-column-is-wide  failure details"
+            ),
+            "a long name stays whole: {line}"
+        );
+        let line = render(&failed, at(), plain().brief());
+        assert!(
+            line.contains("  retrying in 800 ms: mod…  attempt_detail=xxx"),
+            "the message gives way first, down to 24 characters: {line}"
+        );
+    }
+
+    #[test]
+    fn full_lines_and_short_brief_lines_are_not_cut() {
+        let long = "y".repeat(300);
+        let full = render(&node_failure(&long), at(), plain());
+        assert!(full.contains(&long), "{full}");
+        assert!(!full.contains('…'), "{full}");
+        let brief = render(&transition(json!({})), at(), plain().brief());
+        assert!(!brief.contains('…'), "{brief}");
     }
 
     #[test]

@@ -67,6 +67,23 @@ pub const LIMITS: Limits = Limits {
     max_body_bytes: 1024 * 1024,
 };
 
+/// Connections kept free of waiters: probes, scrapes and API writes.
+const BESIDES_WAITERS: usize = 64;
+
+/// The daemon's limits for `[http]`: `LIMITS`, with a connection cap that
+/// also holds every long poll and stream client `[http]` allows at once and
+/// `BESIDES_WAITERS` more, so raising `max_long_polls` or `max_sse_clients`
+/// raises the cap too (else the waiters past it would close the oldest).
+pub fn limits_for(http: &crate::config::HttpSettings) -> Limits {
+    let waiters = http.max_long_polls.saturating_add(http.max_sse_clients);
+    Limits {
+        max_connections: LIMITS
+            .max_connections
+            .max(waiters.saturating_add(BESIDES_WAITERS)),
+        ..LIMITS
+    }
+}
+
 /// How long in-flight requests may take to finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -479,6 +496,21 @@ mod tests {
         let read = tokio::time::timeout(GENEROUS, stream.read_to_end(&mut raw)).await;
         assert!(read.is_ok(), "the server held a stalled connection open");
         String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[test]
+    fn the_connection_cap_holds_every_waiter_the_http_limits_allow() {
+        let mut http = crate::config::HttpSettings::on("127.0.0.1:9464".parse().unwrap());
+        assert_eq!(
+            limits_for(&http),
+            LIMITS,
+            "the defaults fit the default cap"
+        );
+        http.max_long_polls = 1000;
+        http.max_sse_clients = 1000;
+        let limits = limits_for(&http);
+        assert_eq!(limits.max_connections, 2000 + BESIDES_WAITERS);
+        assert_eq!(limits.header_read, LIMITS.header_read);
     }
 
     #[tokio::test]

@@ -16,3 +16,4 @@ mod api;
 mod ha;
 mod ha_gate;
 mod ha_kube;
+mod deploy;

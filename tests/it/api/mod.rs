@@ -3,6 +3,7 @@
 //! listed, read, deleted; validation; persistence; long polls; the event
 //! stream; the token; the limits; and `flowwatch wait`.
 
+mod demo;
 mod stream;
 mod wait;
 mod watches;
