@@ -57,8 +57,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Histogram bins: bin 0 is [0, 1 s), bins 1.. are log-spaced up to 25 h.
-pub const BINS: usize = 128;
+/// Histogram bins: bin 0 is [0, 1 ms), bins 1.. are log-spaced up to 25 h
+/// (10 % wide). Absolute seconds, so a saved model means the same under any
+/// `[poll]` policy; from 1 ms so a millisecond flow (a test's, or a bench's
+/// compressed time) is resolved as finely as an hour-long one.
+pub const BINS: usize = 192;
+/// The lower edge of bin 1.
+const MIN_SECS: f64 = 1e-3;
 /// The upper edge of the last bin; longer durations count in the last bin.
 const MAX_SECS: f64 = 25.0 * 3600.0;
 /// Observations after which an old one weighs half.
@@ -74,6 +79,9 @@ const SPEND: f64 = 0.95;
 const MAX_WALK: usize = 4096;
 /// Pseudo-observations spread evenly over the bins.
 const PRIOR_WEIGHT: f64 = 0.5;
+/// A running watch counts fully as censored where the ended sample alone
+/// leaves less than this share still running (see `running_weight`).
+const OVERDUE: f64 = 0.05;
 
 fn decay() -> f64 {
     0.5f64.powf(1.0 / HALF_LIFE)
@@ -84,23 +92,26 @@ fn effective_size() -> f64 {
     1.0 / (1.0 - decay())
 }
 
+/// The log-width of bins 1..
+fn ratio() -> f64 {
+    (MAX_SECS / MIN_SECS).ln() / (BINS - 1) as f64
+}
+
 /// The bins' edges in seconds: `edges()[i]..edges()[i + 1]` is bin i.
 fn edges() -> [f64; BINS + 1] {
-    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
     let mut e = [0.0; BINS + 1];
     for (i, edge) in e.iter_mut().enumerate().skip(1) {
-        *edge = ((i - 1) as f64 * ratio).exp();
+        *edge = MIN_SECS * ((i - 1) as f64 * ratio()).exp();
     }
     e
 }
 
 fn bin(d: Duration) -> usize {
     let secs = d.as_secs_f64();
-    if secs < 1.0 {
+    if secs < MIN_SECS {
         return 0;
     }
-    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
-    (1 + (secs.ln() / ratio).floor() as usize).min(BINS - 1)
+    (1 + ((secs / MIN_SECS).ln() / ratio()).floor() as usize).min(BINS - 1)
 }
 
 /// What one (region, flow, alias) has taught: decayed histograms of ended
@@ -200,12 +211,15 @@ pub struct Estimate {
     hazard: [f64; BINS],
     /// P(duration ≥ edges[i]); `survival[BINS]` is beyond 25 h.
     survival: [f64; BINS + 1],
+    /// The upper edge of the bin after the last one holding an observation
+    /// (ended, stopped or running): what lies beyond is the prior alone.
+    support: f64,
 }
 
 impl Estimate {
-    /// Pools `models` (summed histograms) and runs the life table.
+    /// Pools `models` (summed histograms), adds the running watches as
+    /// censored (see `running_weight`) and runs the life table.
     fn new(models: &[&DurationModel], running: &[Duration]) -> Estimate {
-        let edges = edges();
         let mut ended = [0.0f64; BINS];
         let mut censored = [0.0f64; BINS];
         for m in models {
@@ -214,40 +228,54 @@ impl Estimate {
                 censored[i] += f64::from(m.censored[i]);
             }
         }
-        let weight: f64 = ended.iter().sum();
-        let running_weight = (1.0 - weight / effective_size()).max(0.0);
-        for &age in running {
-            censored[bin(age)] += running_weight;
+        if !running.is_empty() {
+            let alone = Estimate::life_table(&ended, &censored);
+            let weight: f64 = ended.iter().sum();
+            for &age in running {
+                censored[bin(age)] += running_weight(weight, alone.survival(age));
+            }
         }
-        let mut deaths = ended;
+        Estimate::life_table(&ended, &censored)
+    }
+
+    fn life_table(ended: &[f64; BINS], censored: &[f64; BINS]) -> Estimate {
+        let edges = edges();
+        // Smooth both histograms with a [1 2 1]/4 kernel: a few dozen
+        // samples in ~10 bins are noisy, and a neighbouring bin is only 10 %
+        // away. (Smoothing the hazard instead would turn a bin where all
+        // end, q ≈ 1, into a hazard so steep that a quarter of it ends
+        // everyone in the bin before: the estimate would then think few
+        // reach the real ending and spend its polls far too freely there.)
+        let smooth = |h: &[f64; BINS]| -> [f64; BINS] {
+            std::array::from_fn(|i| {
+                let left = if i > 0 { h[i - 1] } else { h[i] };
+                let right = if i + 1 < BINS { h[i + 1] } else { h[i] };
+                0.25 * left + 0.5 * h[i] + 0.25 * right
+            })
+        };
+        let mut deaths = smooth(ended);
+        let gone = smooth(censored);
         for d in deaths.iter_mut() {
             *d += PRIOR_WEIGHT / BINS as f64;
         }
-        let mut raw = [0.0f64; BINS];
-        let mut at_risk: f64 = deaths.iter().sum::<f64>() + censored.iter().sum::<f64>();
-        for i in 0..BINS {
-            let n = at_risk - censored[i] / 2.0;
-            // The prior keeps n ≥ deaths[i] > 0.
-            let q = (deaths[i] / n).min(1.0 - 1e-9);
-            raw[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
-            at_risk -= deaths[i] + censored[i];
-        }
-        // Smooth the hazard with a [1 2 1]/4 kernel: a few dozen samples in
-        // ~10 bins are noisy, and a neighbouring bin is only 9 % away.
-        // (Smoothing the deaths instead would spill them past the last
-        // censored age, where nobody is at risk, and end everything there.)
         let mut hazard = [0.0f64; BINS];
         let mut survival = [1.0f64; BINS + 1];
+        let mut at_risk: f64 = deaths.iter().sum::<f64>() + gone.iter().sum::<f64>();
         for i in 0..BINS {
-            let left = if i > 0 { raw[i - 1] } else { raw[i] };
-            let right = if i + 1 < BINS { raw[i + 1] } else { raw[i] };
-            hazard[i] = 0.25 * left + 0.5 * raw[i] + 0.25 * right;
-            survival[i + 1] = survival[i] * (-hazard[i] * (edges[i + 1] - edges[i])).exp();
+            let n = at_risk - gone[i] / 2.0;
+            // The prior keeps n ≥ deaths[i] > 0.
+            let q = (deaths[i] / n).min(1.0 - 1e-9);
+            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
+            survival[i + 1] = survival[i] * (1.0 - q);
+            at_risk -= deaths[i] + gone[i];
         }
+        let last = (0..BINS).rev().find(|&i| ended[i] + censored[i] > 0.0);
         Estimate {
             edges,
             hazard,
             survival,
+            // One bin more: the smoothing spreads the last bin there.
+            support: last.map_or(MAX_SECS, |i| edges[(i + 2).min(BINS)]),
         }
     }
 
@@ -258,6 +286,34 @@ impl Estimate {
         self.survival[i] * (-self.hazard[i] * (a - self.edges[i]).max(0.0)).exp()
     }
 
+    /// The survival that requests are counted against: zero past the
+    /// support. The prior's thin tail reaches 25 h; counted, it would cost
+    /// both schedules the same dozens of polls at `interval_max` (most of
+    /// the total at a short policy), and the learned one's margin would come
+    /// out of where the executions really end.
+    fn alive(&self, at: f64) -> f64 {
+        if at >= self.support {
+            return 0.0;
+        }
+        self.survival(Duration::from_secs_f64(at))
+    }
+
+    /// ∫ S(a) da over bin `i` from `from`, within the support.
+    fn mass(&self, i: usize, from: f64) -> f64 {
+        let start = from.max(self.edges[i]);
+        let width = (self.edges[i + 1].min(self.support) - start).max(0.0);
+        if width == 0.0 {
+            return 0.0;
+        }
+        let alive = self.survival(Duration::from_secs_f64(start));
+        let h = self.hazard[i];
+        if h * width > 1e-12 {
+            alive * (1.0 - (-h * width).exp()) / h
+        } else {
+            alive * width
+        }
+    }
+
     /// The age below which half the executions end.
     pub fn median(&self) -> Duration {
         let i = (0..BINS)
@@ -265,6 +321,11 @@ impl Estimate {
             .unwrap_or(BINS - 1);
         let into = (self.survival[i] / 0.5).ln() / self.hazard[i];
         Duration::from_secs_f64((self.edges[i] + into).clamp(0.0, MAX_SECS))
+    }
+
+    /// The expected duration, within the support (seconds).
+    pub fn mean_secs(&self) -> f64 {
+        (0..BINS).map(|i| self.mass(i, 0.0)).sum()
     }
 
     /// Expected requests per execution of `policy`'s exponential schedule
@@ -277,8 +338,8 @@ impl Estimate {
         let mut gap = policy.initial.as_secs_f64().max(1e-3);
         let max = policy.max.as_secs_f64().max(1e-3);
         for _ in 0..MAX_WALK {
-            let alive = self.survival(Duration::from_secs_f64(at));
-            if alive < 1e-9 || at >= MAX_SECS {
+            let alive = self.alive(at);
+            if alive < 1e-9 {
                 return requests;
             }
             requests += alive;
@@ -292,64 +353,45 @@ impl Estimate {
     /// second: Σ S(tₖ) ≈ ∫ n·S da + S(at)/2.
     fn rest(&self, at: f64, density: impl Fn(usize) -> f64) -> f64 {
         let from = at.min(MAX_SECS);
-        let mut sum = 0.5 * self.survival(Duration::from_secs_f64(from));
+        let mut sum = 0.5 * self.alive(from);
         for i in bin(Duration::from_secs_f64(from))..BINS {
-            let start = from.max(self.edges[i]);
-            let width = (self.edges[i + 1] - start).max(0.0);
-            let alive = self.survival(Duration::from_secs_f64(start));
-            let h = self.hazard[i];
-            let mass = if h * width > 1e-12 {
-                alive * (1.0 - (-h * width).exp()) / h
-            } else {
-                alive * width
-            };
-            sum += density(i) * mass;
+            sum += density(i) * self.mass(i, from);
         }
         sum
     }
 
-    /// The learned schedule: poll density ∝ √hazard, spending the exponential
-    /// schedule's expected requests or `budget` (requests per execution),
-    /// whichever is less.
+    /// The learned schedule: poll density ∝ √hazard, spending `SPEND` of the
+    /// exponential schedule's expected requests, or `budget` (requests per
+    /// execution), whichever is less.
     pub fn schedule(&self, policy: &Exponential, budget: Option<f64>) -> Schedule {
-        let exponential = SPEND * self.exponential_requests(policy);
-        let target = budget.map_or(exponential, |b| exponential.min(b));
+        let exponential = self.exponential_requests(policy);
+        let target = SPEND * budget.map_or(exponential, |b| exponential.min(b));
         let floor = policy.floor().as_secs_f64();
         let max = policy.max.as_secs_f64().max(floor);
         let root: Vec<f64> = self.hazard.iter().map(|h| h.sqrt()).collect();
-        let density = |c: f64, i: usize| (c * root[i]).clamp(1.0 / max, 1.0 / floor);
+        // Past the support nothing was seen: the prior's hazard there says
+        // nothing either, so poll at interval_max, as the exponential
+        // schedule does by then.
+        let density = |c: f64, i: usize| {
+            if self.edges[i] >= self.support {
+                return 1.0 / max;
+            }
+            (c * root[i]).clamp(1.0 / max, 1.0 / floor)
+        };
+        let masses: Vec<f64> = (0..BINS).map(|i| self.mass(i, 0.0)).collect();
         // Expected requests ≈ offset + ∫ n(a) S(a) da: roughly the poll at
         // age 0 and the one that sees the end, less half a gap; the offset is
         // then corrected against the exact count of the schedule found.
-        let integral = |c: f64| {
-            let mut sum = 0.0;
-            for i in 0..BINS {
-                let width = self.edges[i + 1] - self.edges[i];
-                let h = self.hazard[i];
-                let mass = if h * width > 1e-12 {
-                    self.survival[i] * (1.0 - (-h * width).exp()) / h
-                } else {
-                    self.survival[i] * width
-                };
-                sum += density(c, i) * mass;
-            }
-            sum
-        };
-        let build = |c: f64| {
-            let mut schedule = Schedule {
-                edges: self.edges,
-                density: [0.0; BINS],
-                floor: policy.floor(),
-                max: policy.max.max(policy.floor()),
-            };
-            for i in 0..BINS {
-                schedule.density[i] = density(c, i);
-            }
-            schedule
+        let integral = |c: f64| (0..BINS).map(|i| density(c, i) * masses[i]).sum::<f64>();
+        let build = |c: f64| Schedule {
+            edges: self.edges,
+            density: std::array::from_fn(|i| density(c, i)),
+            floor: policy.floor(),
+            max: policy.max.max(policy.floor()),
         };
         let mut offset = 1.5;
         let mut best = build(0.0);
-        for _ in 0..3 {
+        for _ in 0..4 {
             let (mut lo, mut hi) = (1e-9f64, 1e9f64);
             for _ in 0..60 {
                 let mid = (lo * hi).sqrt();
@@ -361,10 +403,12 @@ impl Estimate {
             }
             best = build(lo);
             let exact = self.requests(&best);
-            if exact <= target * 1.001 {
+            let predicted = offset + integral(lo);
+            // Close enough either way: under by 1 % leaves little unspent.
+            if exact <= target * 1.001 && exact >= target * 0.99 {
                 break;
             }
-            offset += exact - (offset + integral(lo));
+            offset += exact - predicted;
         }
         best
     }
@@ -375,8 +419,8 @@ impl Estimate {
         let mut requests = 1.0;
         let mut at = Duration::ZERO;
         for _ in 0..MAX_WALK {
-            let alive = self.survival(at);
-            if alive < 1e-9 || at.as_secs_f64() >= MAX_SECS {
+            let alive = self.alive(at.as_secs_f64());
+            if alive < 1e-9 {
                 return requests;
             }
             requests += alive;
@@ -384,6 +428,21 @@ impl Estimate {
         }
         requests + self.rest(at.as_secs_f64(), |i| schedule.density[i])
     }
+}
+
+/// The censored weight of a watch still running at an age where the ended
+/// sample alone leaves `survival`. A cold start (little `ended` weight)
+/// counts every running watch fully: the first endings are the short ones.
+/// A full sample of recent endings is unbiased on its own, and the running
+/// ones at full weight would outweigh it and flatten the hazard; but a
+/// watch running where that sample says almost nothing runs is evidence it
+/// has gone stale (a flow whose runs got longer), and counts fully: without
+/// it the stale sample would think the new runs rare past its old ages and
+/// spend many times its budget polling them there.
+fn running_weight(ended: f64, survival: f64) -> f64 {
+    let cold = (1.0 - ended / effective_size()).max(0.0);
+    let overdue = (1.0 - survival / OVERDUE).clamp(0.0, 1.0);
+    cold.max(overdue)
 }
 
 /// The exponential policy a learned schedule is measured against (the
