@@ -184,6 +184,11 @@ impl DurationModel {
         self.ended.iter().map(|&w| f64::from(w)).sum()
     }
 
+    /// The decayed number of watches that stopped without an end.
+    pub fn stopped(&self) -> f64 {
+        self.censored.iter().map(|&w| f64::from(w)).sum()
+    }
+
     fn fade(&mut self) {
         let d = decay() as f32;
         for w in self.ended.iter_mut().chain(self.censored.iter_mut()) {
@@ -326,6 +331,13 @@ impl Estimate {
     /// The expected duration, within the support (seconds).
     pub fn mean_secs(&self) -> f64 {
         (0..BINS).map(|i| self.mass(i, 0.0)).sum()
+    }
+
+    /// The requests per execution a region affords: `rate` requests per
+    /// second shared by `watches` watches, each watched about as long as an
+    /// execution takes here.
+    pub fn share(&self, rate: f64, watches: usize) -> f64 {
+        rate * self.mean_secs() / watches.max(1) as f64
     }
 
     /// Expected requests per execution of `policy`'s exponential schedule
