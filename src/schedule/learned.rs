@@ -9,37 +9,47 @@
 //! then keeps the exponential schedule unchanged).
 //!
 //! - **Summary.** Per (region, flow, alias) a `DurationModel`: two
-//!   histograms of `BINS` log-spaced bins from 1 s to 25 h (about 9.4 % wide;
-//!   bin 0 is everything under 1 s), one for durations that ended and one for
-//!   ages at which a watch stopped without an end. Every observation first
-//!   multiplies all weights by `DECAY` (half-life `HALF_LIFE` observations),
-//!   so a flow that changes is followed. Runs under a second all share bin
-//!   0, so a sub-second flow (a test's) gains nothing, and loses little.
-//!   Serialized it is two arrays of
-//!   `BINS` numbers, 2–3 KiB of JSON.
-//! - **Estimate.** A Kaplan–Meier life table over the bins: an ended run is at
-//!   risk up to its bin and ends there; a censored one (stopped, or still
-//!   running at its current age) is at risk up to its bin, half of it in its
-//!   own bin. A faint log-uniform prior (`PRIOR_WEIGHT` observations in all)
-//!   keeps every hazard finite and positive, so ages beyond anything seen
-//!   still get polls. Within a bin the hazard is constant.
+//!   histograms of `BINS` log-spaced bins from 1 ms to 25 h (about 10 %
+//!   wide; bin 0 is everything under 1 ms), one for durations that ended
+//!   and one for ages at which a watch stopped without an end (removed,
+//!   abandoned: censored, not an ending). Absolute seconds, so a saved model
+//!   means the same under any `[poll]`, and a millisecond flow (a test's, a
+//!   bench's compressed time) is resolved as finely as an hour-long one.
+//!   Every observation first multiplies all weights by `DECAY` (half-life
+//!   `HALF_LIFE` observations), so a flow that changes is followed.
+//!   Serialized it is two arrays of `BINS` numbers, 2–3 KiB of JSON.
+//! - **Estimate.** A Kaplan–Meier life table over the bins, the histograms
+//!   first smoothed [1 2 1]/4: an ended run is at risk up to its bin and
+//!   ends there; a censored one (stopped, or still running at its current
+//!   age) is at risk up to its bin, half of it in its own bin. A faint
+//!   log-uniform prior (`PRIOR_WEIGHT` observations in all) keeps every
+//!   hazard finite and positive. Within a bin the hazard is constant. The
+//!   *support* ends one bin past the last holding an observation: beyond
+//!   it the estimate knows nothing.
 //! - **Placement.** Poll density n(a) = c·√h(a) (the Lagrange optimum of
 //!   expected lag for a given expected number of requests), clamped to
 //!   [1/`interval_max`, 1/floor] with floor = `interval_initial` / 2, the
-//!   smallest gap: it scales with the user's own policy (and so works with
-//!   millisecond test intervals) and never polls faster than twice the pace
-//!   the user already accepted for the first poll. `c` is found by bisection
+//!   smallest gap: it scales with the user's own policy and never polls
+//!   faster than twice the pace the user already accepted for the first
+//!   poll; past the support, 1/`interval_max`. `c` is found by bisection
 //!   so that the expected requests per execution under the learned
 //!   distribution equal `SPEND` (95 %) of those of the exponential schedule
 //!   (interval_initial × multiplierᵏ capped at interval_max) under the same
-//!   distribution, or a given budget, whichever is less.
+//!   distribution, or of a budget (the region's share: its rate × the mean
+//!   duration / its watches), whichever is less. Both counts stop at the
+//!   support: the prior's thin tail out to 25 h would otherwise cost both
+//!   schedules the same dozens of polls at interval_max and the margin
+//!   would come out of the body, where the executions really end.
 //! - **Censoring.** The first runs seen ending are the short ones; counting
 //!   the still-running ones as not-ended-yet removes that bias. A running
 //!   watch counts with weight `1 − W/N_eff` (W: the decayed weight of ended
 //!   runs, N_eff = 1/(1 − DECAY)): full weight at a cold start, none once the
-//!   decayed sample is full. In steady state a full sample of recent endings
-//!   is already unbiased, and the running ones at full weight would outweigh
-//!   a sample that decay keeps small and flatten the hazard.
+//!   decayed sample is full (a full sample of recent endings is unbiased,
+//!   and the running ones at full weight would outweigh it and flatten the
+//!   hazard); but fully, whatever W, once it runs past the age where the
+//!   ended sample alone leaves under `OVERDUE` (5 %) running: the sample
+//!   has gone stale (runs got longer), and without the running ones it
+//!   would think the new runs rare there and spend far too freely on them.
 //! - **Cold start** (`Models::estimate`): a (flow, alias) with fewer than
 //!   `MIN_OBSERVATIONS` (decayed) endings borrows the flow's other aliases in
 //!   its region; if they have fewer too, all flows of the region; with no
