@@ -1,10 +1,13 @@
-//! Issue 11's benchmark, skeleton: for each workload, the daemon in-process
-//! against the in-process simulator, and the figures users feel: requests per
+//! Issue 11's benchmark: for each workload, the daemon in-process against
+//! the in-process simulator, and the figures users feel: requests per
 //! execution and `detect_lag_ms` (mean, p50, p99, max) from the daemon's own
 //! `execution.transition` events, for `[poll] schedule = "exponential"` and
-//! `"learned"` one after the other on the same executions (same seed).
+//! `"learned"` on the same executions (same seed: the two scenarios differ
+//! only in their id prefixes). Every (workload, schedule) pair runs at the
+//! same time, each with its own simulator and daemon, so a run takes one
+//! window plus the tail.
 //!
-//!     cargo bench --bench learned [-- --count 2000 --window 1800 --scale 0.04 --tail 600 --workloads a,b,c,d]
+//!     cargo bench --bench learned [-- --count 2000 --window 1800 --scale 0.25 --tail 400 --workloads a,b,c,d]
 //!
 //! Workloads (issue 11): (a) lognormal, median 60 s, σ 0.3; (b) bimodal, 20 s
 //! or 5 min; (c) Pareto, α 1.5, min 10 s; (d) lognormal σ 0.2 with a median
@@ -17,14 +20,15 @@
 //! 60 s, multiplier 2, jitter 0.2) is multiplied by it, and the lags measured
 //! are divided by it, so the figures printed are in the workload's own
 //! seconds. Loopback latency (about a millisecond) is magnified by 1/scale too.
-//! A watch is added (config rewrite + reload) within `BATCH` of its
-//! execution's start, as a user adding it when starting the run would; the
+//! A watch is added (config rewrite + reload) within `BATCH` (workload
+//! seconds) of its execution's start, as a user adding it when starting the run would; the
 //! run lasts the window plus `--tail`, and executions still running then are
 //! reported, not measured. `rate_limit` is set high (1000/s) so the daemon's
 //! own budget does not shape the schedule.
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,10 +45,12 @@ use flowwatch::simulate::{Scenario, Simulator};
 
 use common::{arg, config_text, credentials};
 
+const SCHEDULES: [(&str, &str); 2] = [("exponential", "e"), ("learned", "l")];
+
 const ALIAS: &str = "ALIASBENCH";
 
-/// Watches are added in batches this often (real time).
-const BATCH: Duration = Duration::from_millis(250);
+/// Watches are added in batches this often (workload seconds).
+const BATCH: f64 = 6.0;
 
 #[derive(Clone, Copy)]
 struct Setup {
@@ -67,8 +73,8 @@ impl Setup {
 struct Workload {
     name: &'static str,
     flow: &'static str,
-    /// `[[generate]]` tables, given the setup.
-    tables: fn(&Setup, &str) -> String,
+    /// `[[generate]]` tables, given the setup, flow and id prefix.
+    tables: fn(&Setup, &str, &str) -> String,
 }
 
 fn table(
@@ -90,41 +96,41 @@ const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "a",
         flow: "FLOWLOGNRM",
-        tables: |s, flow| {
+        tables: |s, flow, prefix| {
             let d = format!(
                 "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.3 }}",
                 s.d(60.0)
             );
-            table(s, flow, "a-", s.count, (0.0, s.window), &d)
+            table(s, flow, prefix, s.count, (0.0, s.window), &d)
         },
     },
     Workload {
         name: "b",
         flow: "FLOWBIMODL",
-        tables: |s, flow| {
+        tables: |s, flow, prefix| {
             let d = format!(
                 "{{ dist = \"bimodal\", a = \"{}\", b = \"{}\", p = 0.5 }}",
                 s.d(20.0),
                 s.d(300.0)
             );
-            table(s, flow, "b-", s.count, (0.0, s.window), &d)
+            table(s, flow, prefix, s.count, (0.0, s.window), &d)
         },
     },
     Workload {
         name: "c",
         flow: "FLOWPARETO",
-        tables: |s, flow| {
+        tables: |s, flow, prefix| {
             let d = format!(
                 "{{ dist = \"pareto\", alpha = 1.5, min = \"{}\" }}",
                 s.d(10.0)
             );
-            table(s, flow, "c-", s.count, (0.0, s.window), &d)
+            table(s, flow, prefix, s.count, (0.0, s.window), &d)
         },
     },
     Workload {
         name: "d",
         flow: "FLOWSHIFT1",
-        tables: |s, flow| {
+        tables: |s, flow, prefix| {
             let half = s.count / 2;
             let before = format!(
                 "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.2 }}",
@@ -134,15 +140,21 @@ const WORKLOADS: [Workload; 4] = [
                 "{{ dist = \"lognormal\", median = \"{}\", sigma = 0.2 }}",
                 s.d(180.0)
             );
-            table(s, flow, "d-before-", half, (0.0, s.window / 2.0), &before)
-                + &table(
-                    s,
-                    flow,
-                    "d-after-",
-                    s.count - half,
-                    (s.window / 2.0, s.window),
-                    &after,
-                )
+            table(
+                s,
+                flow,
+                &format!("{prefix}before-"),
+                half,
+                (0.0, s.window / 2.0),
+                &before,
+            ) + &table(
+                s,
+                flow,
+                &format!("{prefix}after-"),
+                s.count - half,
+                (s.window / 2.0, s.window),
+                &after,
+            )
         },
     },
 ];
@@ -178,8 +190,8 @@ fn main() {
     let setup = Setup {
         count: arg("count", 2000),
         window: arg("window", 1800.0),
-        scale: arg("scale", 0.04),
-        tail: arg("tail", 600.0),
+        scale: arg("scale", 0.25),
+        tail: arg("tail", 400.0),
     };
     let chosen: String = arg("workloads", "a,b,c,d".to_string());
     let captured = Captured::default();
@@ -194,68 +206,63 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     println!(
-        "learned: {} executions per workload starting within {} s, time × {}, run = window + {} s",
+        "learned: {} executions per workload starting within {} s, time × {}, run = window + {} s, every row at once",
         setup.count, setup.window, setup.scale, setup.tail
     );
-    println!(
-        "  {:<3} {:<12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "", "schedule", "ended", "req/exec", "lag mean", "lag p50", "lag p99", "lag max"
-    );
-    for w in WORKLOADS
+    // Every row at once: (workload, schedule, id prefix, scenario).
+    let rows: Vec<(&Workload, &str, String, Scenario)> = WORKLOADS
         .iter()
         .filter(|w| chosen.split(',').any(|c| c.trim() == w.name))
-    {
-        for schedule in ["exponential", "learned"] {
-            let scenario_text = format!("seed = 11\n\n{}", (w.tables)(&setup, w.flow));
-            let scenario = Scenario::parse(&scenario_text).expect("the bench scenario parses");
-            let (requests, lags, shift) =
-                runtime.block_on(run(&setup, scenario, &captured, schedule));
-            print_row(w.name, schedule, &setup, requests, &lags);
-            if w.name == "d" {
-                let means: Vec<String> = shift
-                    .chunks(100)
-                    .map(|c| format!("{:.1}", c.iter().sum::<f64>() / c.len() as f64))
-                    .collect();
-                println!(
-                    "       mean lag (s) per 100 executions after the shift: {}",
-                    means.join(" ")
+        .flat_map(|w| {
+            SCHEDULES
+                .iter()
+                .map(move |(schedule, tag)| (w, *schedule, *tag))
+        })
+        .map(|(w, schedule, tag)| {
+            let prefix = format!("{}-{tag}-", w.name);
+            let text = format!("seed = 11\n\n{}", (w.tables)(&setup, w.flow, &prefix));
+            let scenario = Scenario::parse(&text).expect("the bench scenario parses");
+            (w, schedule, prefix, scenario)
+        })
+        .collect();
+    let starts: Vec<Vec<(Duration, String)>> = rows.iter().map(|r| start_order(&r.3)).collect();
+    let requests: Vec<HashMap<String, u64>> = runtime.block_on(async {
+        let runs: Vec<_> = rows
+            .iter()
+            .zip(&starts)
+            .map(|((_, schedule, _, scenario), starts)| {
+                let run = run(
+                    setup,
+                    scenario.clone(),
+                    starts.clone(),
+                    schedule.to_string(),
                 );
-            }
+                tokio::spawn(run)
+            })
+            .collect();
+        let mut requests = Vec::new();
+        for r in runs {
+            requests.push(r.await.expect("a run does not panic"));
+        }
+        requests
+    });
+    let events = captured.take();
+    println!(
+        "  {:<3} {:<12} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "", "schedule", "ended", "req/exec", "lag mean", "lag p50", "lag p99", "lag max"
+    );
+    for (((w, schedule, prefix, _), starts), requests) in rows.iter().zip(&starts).zip(&requests) {
+        let lags = lags(&events, &setup, prefix);
+        let total: u64 = requests.values().sum();
+        print_row(w.name, schedule, &setup, total, &lags);
+        if w.name == "d" {
+            print_shift(&format!("{prefix}after-"), starts, &lags, requests);
         }
     }
 }
 
-fn print_row(name: &str, schedule: &str, setup: &Setup, requests: u64, lags: &[f64]) {
-    let mut sorted = lags.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        sorted
-            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    println!(
-        "  ({name}) {:<12} {:>8} {:>8.2} {:>8.2}s {:>8.2}s {:>8.2}s {:>8.2}s",
-        schedule,
-        format!("{}/{}", lags.len(), setup.count),
-        requests as f64 / setup.count as f64,
-        sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
-        at(0.5),
-        at(0.99),
-        at(1.0),
-    );
-}
-
-/// One run: returns the GetFlowExecution requests, the lags (workload
-/// seconds) of every terminal transition, and for a shift workload the lags
-/// of the executions after it in start order.
-async fn run(
-    setup: &Setup,
-    scenario: Scenario,
-    captured: &Captured,
-    schedule: &str,
-) -> (u64, Vec<f64>, Vec<f64>) {
-    // (start offset, ARN) of every execution, in start order.
+/// (start offset, ARN) of every execution of `scenario`, in start order.
+fn start_order(scenario: &Scenario) -> Vec<(Duration, String)> {
     let mut starts: Vec<(Duration, String)> = (0..scenario.len())
         .map(|i| {
             let e = scenario.nth(i).expect("index below len");
@@ -267,6 +274,97 @@ async fn run(
         })
         .collect();
     starts.sort();
+    starts
+}
+
+/// The execution id at the end of an ARN or of a request's label.
+fn id_of(label: &str) -> &str {
+    let last = label.rsplit('/').next().unwrap_or(label);
+    last.rsplit("%2F").next().unwrap_or(last)
+}
+
+/// The lag (workload seconds) of every terminal transition of the row whose
+/// ids start with `prefix`, by execution id.
+fn lags(events: &[serde_json::Value], setup: &Setup, prefix: &str) -> HashMap<String, f64> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "execution.transition" && e["terminal"] == true)
+        .filter_map(|e| {
+            let id = id_of(e["execution_arn"].as_str()?);
+            let lag = e["detect_lag_ms"].as_f64()? / 1000.0 / setup.scale;
+            id.starts_with(prefix).then(|| (id.to_string(), lag))
+        })
+        .collect()
+}
+
+/// (d): the executions after the shift in start order, in groups: mean lag
+/// and requests per execution.
+fn print_shift(
+    after: &str,
+    starts: &[(Duration, String)],
+    lags: &HashMap<String, f64>,
+    requests: &HashMap<String, u64>,
+) {
+    let shifted: Vec<(f64, u64)> = starts
+        .iter()
+        .map(|(_, arn)| id_of(arn))
+        .filter(|id| id.starts_with(after))
+        .filter_map(|id| Some((*lags.get(id)?, requests.get(id).copied().unwrap_or(0))))
+        .collect();
+    let per = |n: usize, upto: usize| {
+        shifted[..upto.min(shifted.len())]
+            .chunks(n)
+            .map(|c| {
+                let lag = c.iter().map(|(l, _)| l).sum::<f64>() / c.len() as f64;
+                let req = c.iter().map(|(_, r)| *r as f64).sum::<f64>() / c.len() as f64;
+                format!("{lag:.1}/{req:.1}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "       after the shift, mean lag (s)/requests per 25, first 200: {}",
+        per(25, 200)
+    );
+    println!("       per 100: {}", per(100, shifted.len()));
+}
+
+fn print_row(
+    name: &str,
+    schedule: &str,
+    setup: &Setup,
+    requests: u64,
+    lags: &HashMap<String, f64>,
+) {
+    let mut sorted: Vec<f64> = lags.values().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "  ({name}) {:<12} {:>9} {:>8.2} {:>8.2}s {:>8.2}s {:>8.2}s {:>8.2}s",
+        schedule,
+        format!("{}/{}", sorted.len(), setup.count),
+        requests as f64 / setup.count as f64,
+        sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
+        at(0.5),
+        at(0.99),
+        at(1.0),
+    );
+}
+
+/// One run: the daemon with `schedule` watching `scenario`'s executions
+/// (`starts`, in start order) as they start. Returns the GetFlowExecution
+/// requests per execution id.
+async fn run(
+    setup: Setup,
+    scenario: Scenario,
+    starts: Vec<(Duration, String)>,
+    schedule: String,
+) -> HashMap<String, u64> {
     let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().expect("an address"))
         .await
         .expect("the simulator binds a loopback port");
@@ -306,6 +404,7 @@ async fn run(
     let (reloads, reload_rx) = mpsc::channel(16);
     let task = tokio::spawn(daemon.run(reload_rx, stop.clone()));
     let end = Duration::from_secs_f64((setup.window + setup.tail) * setup.scale);
+    let batch = Duration::from_secs_f64(BATCH * setup.scale);
     while origin.elapsed() < end {
         let now = origin.elapsed();
         let before = added.len();
@@ -316,39 +415,14 @@ async fn run(
             write(&added);
             reloads.send(Reload::Signal).await.expect("the loop runs");
         }
-        tokio::time::sleep(BATCH).await;
+        tokio::time::sleep(batch).await;
     }
     stop.cancel();
     task.await.expect("the daemon loop does not panic");
-    let requests = sim
-        .stats()
-        .log
-        .iter()
-        .filter(|r| !r.execution.is_empty())
-        .count() as u64;
+    let mut requests: HashMap<String, u64> = HashMap::new();
+    for r in sim.stats().log.iter().filter(|r| !r.execution.is_empty()) {
+        *requests.entry(id_of(&r.execution).to_string()).or_default() += 1;
+    }
     sim.shutdown().await;
-    let events = captured.take();
-    let terminal: Vec<&serde_json::Value> = events
-        .iter()
-        .filter(|e| e["event"] == "execution.transition" && e["terminal"] == true)
-        .collect();
-    let lag = |e: &serde_json::Value| {
-        e["detect_lag_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0 / setup.scale
-    };
-    let lags: Vec<f64> = terminal.iter().map(|e| lag(e)).collect();
-    let order: std::collections::HashMap<&str, usize> = starts
-        .iter()
-        .enumerate()
-        .map(|(i, (_, arn))| (arn.as_str(), i))
-        .collect();
-    let mut after: Vec<(usize, f64)> = terminal
-        .iter()
-        .filter_map(|e| {
-            let arn = e["execution_arn"].as_str()?;
-            arn.contains("/execution/d-after-")
-                .then(|| (order[arn], lag(e)))
-        })
-        .collect();
-    after.sort_by_key(|(i, _)| *i);
-    (requests, lags, after.into_iter().map(|(_, l)| l).collect())
+    requests
 }

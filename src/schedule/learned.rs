@@ -9,37 +9,47 @@
 //! then keeps the exponential schedule unchanged).
 //!
 //! - **Summary.** Per (region, flow, alias) a `DurationModel`: two
-//!   histograms of `BINS` log-spaced bins from 1 s to 25 h (about 9.4 % wide;
-//!   bin 0 is everything under 1 s), one for durations that ended and one for
-//!   ages at which a watch stopped without an end. Every observation first
-//!   multiplies all weights by `DECAY` (half-life `HALF_LIFE` observations),
-//!   so a flow that changes is followed. Runs under a second all share bin
-//!   0, so a sub-second flow (a test's) gains nothing, and loses little.
-//!   Serialized it is two arrays of
-//!   `BINS` numbers, 2–3 KiB of JSON.
-//! - **Estimate.** A Kaplan–Meier life table over the bins: an ended run is at
-//!   risk up to its bin and ends there; a censored one (stopped, or still
-//!   running at its current age) is at risk up to its bin, half of it in its
-//!   own bin. A faint log-uniform prior (`PRIOR_WEIGHT` observations in all)
-//!   keeps every hazard finite and positive, so ages beyond anything seen
-//!   still get polls. Within a bin the hazard is constant.
+//!   histograms of `BINS` log-spaced bins from 1 ms to 25 h (about 10 %
+//!   wide; bin 0 is everything under 1 ms), one for durations that ended
+//!   and one for ages at which a watch stopped without an end (removed,
+//!   abandoned: censored, not an ending). Absolute seconds, so a saved model
+//!   means the same under any `[poll]`, and a millisecond flow (a test's, a
+//!   bench's compressed time) is resolved as finely as an hour-long one.
+//!   Every observation first multiplies all weights by `DECAY` (half-life
+//!   `HALF_LIFE` observations), so a flow that changes is followed.
+//!   Serialized it is two arrays of `BINS` numbers, 2–3 KiB of JSON.
+//! - **Estimate.** A Kaplan–Meier life table over the bins, the histograms
+//!   first smoothed [1 2 1]/4: an ended run is at risk up to its bin and
+//!   ends there; a censored one (stopped, or still running at its current
+//!   age) is at risk up to its bin, half of it in its own bin. A faint
+//!   log-uniform prior (`PRIOR_WEIGHT` observations in all) keeps every
+//!   hazard finite and positive. Within a bin the hazard is constant. The
+//!   *support* ends one bin past the last holding an observation: beyond
+//!   it the estimate knows nothing.
 //! - **Placement.** Poll density n(a) = c·√h(a) (the Lagrange optimum of
 //!   expected lag for a given expected number of requests), clamped to
 //!   [1/`interval_max`, 1/floor] with floor = `interval_initial` / 2, the
-//!   smallest gap: it scales with the user's own policy (and so works with
-//!   millisecond test intervals) and never polls faster than twice the pace
-//!   the user already accepted for the first poll. `c` is found by bisection
+//!   smallest gap: it scales with the user's own policy and never polls
+//!   faster than twice the pace the user already accepted for the first
+//!   poll; past the support, 1/`interval_max`. `c` is found by bisection
 //!   so that the expected requests per execution under the learned
 //!   distribution equal `SPEND` (95 %) of those of the exponential schedule
 //!   (interval_initial × multiplierᵏ capped at interval_max) under the same
-//!   distribution, or a given budget, whichever is less.
+//!   distribution, or of a budget (the region's share: its rate × the mean
+//!   duration / its watches), whichever is less. Both counts stop at the
+//!   support: the prior's thin tail out to 25 h would otherwise cost both
+//!   schedules the same dozens of polls at interval_max and the margin
+//!   would come out of the body, where the executions really end.
 //! - **Censoring.** The first runs seen ending are the short ones; counting
 //!   the still-running ones as not-ended-yet removes that bias. A running
 //!   watch counts with weight `1 − W/N_eff` (W: the decayed weight of ended
 //!   runs, N_eff = 1/(1 − DECAY)): full weight at a cold start, none once the
-//!   decayed sample is full. In steady state a full sample of recent endings
-//!   is already unbiased, and the running ones at full weight would outweigh
-//!   a sample that decay keeps small and flatten the hazard.
+//!   decayed sample is full (a full sample of recent endings is unbiased,
+//!   and the running ones at full weight would outweigh it and flatten the
+//!   hazard); but fully, whatever W, once it runs past the age where the
+//!   ended sample alone leaves under `OVERDUE` (5 %) running: the sample
+//!   has gone stale (runs got longer), and without the running ones it
+//!   would think the new runs rare there and spend far too freely on them.
 //! - **Cold start** (`Models::estimate`): a (flow, alias) with fewer than
 //!   `MIN_OBSERVATIONS` (decayed) endings borrows the flow's other aliases in
 //!   its region; if they have fewer too, all flows of the region; with no
@@ -51,14 +61,22 @@
 //!
 //! Why one file of this size: the model, its estimate and the schedule it
 //! places are one calculation that must agree on bins, weights and units.
+//! The models by key and their cold-start fallback are `models.rs`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Histogram bins: bin 0 is [0, 1 s), bins 1.. are log-spaced up to 25 h.
-pub const BINS: usize = 128;
+mod models;
+pub use models::{Level, ModelKey, Models};
+
+/// Histogram bins: bin 0 is [0, 1 ms), bins 1.. are log-spaced up to 25 h
+/// (10 % wide). Absolute seconds, so a saved model means the same under any
+/// `[poll]` policy; from 1 ms so a millisecond flow (a test's, or a bench's
+/// compressed time) is resolved as finely as an hour-long one.
+pub const BINS: usize = 192;
+/// The lower edge of bin 1.
+const MIN_SECS: f64 = 1e-3;
 /// The upper edge of the last bin; longer durations count in the last bin.
 const MAX_SECS: f64 = 25.0 * 3600.0;
 /// Observations after which an old one weighs half.
@@ -74,6 +92,9 @@ const SPEND: f64 = 0.95;
 const MAX_WALK: usize = 4096;
 /// Pseudo-observations spread evenly over the bins.
 const PRIOR_WEIGHT: f64 = 0.5;
+/// A running watch counts fully as censored where the ended sample alone
+/// leaves less than this share still running (see `running_weight`).
+const OVERDUE: f64 = 0.05;
 
 fn decay() -> f64 {
     0.5f64.powf(1.0 / HALF_LIFE)
@@ -84,23 +105,26 @@ fn effective_size() -> f64 {
     1.0 / (1.0 - decay())
 }
 
+/// The log-width of bins 1..
+fn ratio() -> f64 {
+    (MAX_SECS / MIN_SECS).ln() / (BINS - 1) as f64
+}
+
 /// The bins' edges in seconds: `edges()[i]..edges()[i + 1]` is bin i.
 fn edges() -> [f64; BINS + 1] {
-    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
     let mut e = [0.0; BINS + 1];
     for (i, edge) in e.iter_mut().enumerate().skip(1) {
-        *edge = ((i - 1) as f64 * ratio).exp();
+        *edge = MIN_SECS * ((i - 1) as f64 * ratio()).exp();
     }
     e
 }
 
 fn bin(d: Duration) -> usize {
     let secs = d.as_secs_f64();
-    if secs < 1.0 {
+    if secs < MIN_SECS {
         return 0;
     }
-    let ratio = MAX_SECS.ln() / (BINS - 1) as f64;
-    (1 + (secs.ln() / ratio).floor() as usize).min(BINS - 1)
+    (1 + ((secs / MIN_SECS).ln() / ratio()).floor() as usize).min(BINS - 1)
 }
 
 /// What one (region, flow, alias) has taught: decayed histograms of ended
@@ -173,6 +197,11 @@ impl DurationModel {
         self.ended.iter().map(|&w| f64::from(w)).sum()
     }
 
+    /// The decayed number of watches that stopped without an end.
+    pub fn stopped(&self) -> f64 {
+        self.censored.iter().map(|&w| f64::from(w)).sum()
+    }
+
     fn fade(&mut self) {
         let d = decay() as f32;
         for w in self.ended.iter_mut().chain(self.censored.iter_mut()) {
@@ -200,12 +229,15 @@ pub struct Estimate {
     hazard: [f64; BINS],
     /// P(duration ≥ edges[i]); `survival[BINS]` is beyond 25 h.
     survival: [f64; BINS + 1],
+    /// The upper edge of the bin after the last one holding an observation
+    /// (ended, stopped or running): what lies beyond is the prior alone.
+    support: f64,
 }
 
 impl Estimate {
-    /// Pools `models` (summed histograms) and runs the life table.
+    /// Pools `models` (summed histograms), adds the running watches as
+    /// censored (see `running_weight`) and runs the life table.
     fn new(models: &[&DurationModel], running: &[Duration]) -> Estimate {
-        let edges = edges();
         let mut ended = [0.0f64; BINS];
         let mut censored = [0.0f64; BINS];
         for m in models {
@@ -214,40 +246,54 @@ impl Estimate {
                 censored[i] += f64::from(m.censored[i]);
             }
         }
-        let weight: f64 = ended.iter().sum();
-        let running_weight = (1.0 - weight / effective_size()).max(0.0);
-        for &age in running {
-            censored[bin(age)] += running_weight;
+        if !running.is_empty() {
+            let alone = Estimate::life_table(&ended, &censored);
+            let weight: f64 = ended.iter().sum();
+            for &age in running {
+                censored[bin(age)] += running_weight(weight, alone.survival(age));
+            }
         }
-        let mut deaths = ended;
+        Estimate::life_table(&ended, &censored)
+    }
+
+    fn life_table(ended: &[f64; BINS], censored: &[f64; BINS]) -> Estimate {
+        let edges = edges();
+        // Smooth both histograms with a [1 2 1]/4 kernel: a few dozen
+        // samples in ~10 bins are noisy, and a neighbouring bin is only 10 %
+        // away. (Smoothing the hazard instead would turn a bin where all
+        // end, q ≈ 1, into a hazard so steep that a quarter of it ends
+        // everyone in the bin before: the estimate would then think few
+        // reach the real ending and spend its polls far too freely there.)
+        let smooth = |h: &[f64; BINS]| -> [f64; BINS] {
+            std::array::from_fn(|i| {
+                let left = if i > 0 { h[i - 1] } else { h[i] };
+                let right = if i + 1 < BINS { h[i + 1] } else { h[i] };
+                0.25 * left + 0.5 * h[i] + 0.25 * right
+            })
+        };
+        let mut deaths = smooth(ended);
+        let gone = smooth(censored);
         for d in deaths.iter_mut() {
             *d += PRIOR_WEIGHT / BINS as f64;
         }
-        let mut raw = [0.0f64; BINS];
-        let mut at_risk: f64 = deaths.iter().sum::<f64>() + censored.iter().sum::<f64>();
-        for i in 0..BINS {
-            let n = at_risk - censored[i] / 2.0;
-            // The prior keeps n ≥ deaths[i] > 0.
-            let q = (deaths[i] / n).min(1.0 - 1e-9);
-            raw[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
-            at_risk -= deaths[i] + censored[i];
-        }
-        // Smooth the hazard with a [1 2 1]/4 kernel: a few dozen samples in
-        // ~10 bins are noisy, and a neighbouring bin is only 9 % away.
-        // (Smoothing the deaths instead would spill them past the last
-        // censored age, where nobody is at risk, and end everything there.)
         let mut hazard = [0.0f64; BINS];
         let mut survival = [1.0f64; BINS + 1];
+        let mut at_risk: f64 = deaths.iter().sum::<f64>() + gone.iter().sum::<f64>();
         for i in 0..BINS {
-            let left = if i > 0 { raw[i - 1] } else { raw[i] };
-            let right = if i + 1 < BINS { raw[i + 1] } else { raw[i] };
-            hazard[i] = 0.25 * left + 0.5 * raw[i] + 0.25 * right;
-            survival[i + 1] = survival[i] * (-hazard[i] * (edges[i + 1] - edges[i])).exp();
+            let n = at_risk - gone[i] / 2.0;
+            // The prior keeps n ≥ deaths[i] > 0.
+            let q = (deaths[i] / n).min(1.0 - 1e-9);
+            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
+            survival[i + 1] = survival[i] * (1.0 - q);
+            at_risk -= deaths[i] + gone[i];
         }
+        let last = (0..BINS).rev().find(|&i| ended[i] + censored[i] > 0.0);
         Estimate {
             edges,
             hazard,
             survival,
+            // One bin more: the smoothing spreads the last bin there.
+            support: last.map_or(MAX_SECS, |i| edges[(i + 2).min(BINS)]),
         }
     }
 
@@ -258,6 +304,34 @@ impl Estimate {
         self.survival[i] * (-self.hazard[i] * (a - self.edges[i]).max(0.0)).exp()
     }
 
+    /// The survival that requests are counted against: zero past the
+    /// support. The prior's thin tail reaches 25 h; counted, it would cost
+    /// both schedules the same dozens of polls at `interval_max` (most of
+    /// the total at a short policy), and the learned one's margin would come
+    /// out of where the executions really end.
+    fn alive(&self, at: f64) -> f64 {
+        if at >= self.support {
+            return 0.0;
+        }
+        self.survival(Duration::from_secs_f64(at))
+    }
+
+    /// ∫ S(a) da over bin `i` from `from`, within the support.
+    fn mass(&self, i: usize, from: f64) -> f64 {
+        let start = from.max(self.edges[i]);
+        let width = (self.edges[i + 1].min(self.support) - start).max(0.0);
+        if width == 0.0 {
+            return 0.0;
+        }
+        let alive = self.survival(Duration::from_secs_f64(start));
+        let h = self.hazard[i];
+        if h * width > 1e-12 {
+            alive * (1.0 - (-h * width).exp()) / h
+        } else {
+            alive * width
+        }
+    }
+
     /// The age below which half the executions end.
     pub fn median(&self) -> Duration {
         let i = (0..BINS)
@@ -265,6 +339,18 @@ impl Estimate {
             .unwrap_or(BINS - 1);
         let into = (self.survival[i] / 0.5).ln() / self.hazard[i];
         Duration::from_secs_f64((self.edges[i] + into).clamp(0.0, MAX_SECS))
+    }
+
+    /// The expected duration, within the support (seconds).
+    pub fn mean_secs(&self) -> f64 {
+        (0..BINS).map(|i| self.mass(i, 0.0)).sum()
+    }
+
+    /// The requests per execution a region affords: `rate` requests per
+    /// second shared by `watches` watches, each watched about as long as an
+    /// execution takes here.
+    pub fn share(&self, rate: f64, watches: usize) -> f64 {
+        rate * self.mean_secs() / watches.max(1) as f64
     }
 
     /// Expected requests per execution of `policy`'s exponential schedule
@@ -277,8 +363,8 @@ impl Estimate {
         let mut gap = policy.initial.as_secs_f64().max(1e-3);
         let max = policy.max.as_secs_f64().max(1e-3);
         for _ in 0..MAX_WALK {
-            let alive = self.survival(Duration::from_secs_f64(at));
-            if alive < 1e-9 || at >= MAX_SECS {
+            let alive = self.alive(at);
+            if alive < 1e-9 {
                 return requests;
             }
             requests += alive;
@@ -292,64 +378,45 @@ impl Estimate {
     /// second: Σ S(tₖ) ≈ ∫ n·S da + S(at)/2.
     fn rest(&self, at: f64, density: impl Fn(usize) -> f64) -> f64 {
         let from = at.min(MAX_SECS);
-        let mut sum = 0.5 * self.survival(Duration::from_secs_f64(from));
+        let mut sum = 0.5 * self.alive(from);
         for i in bin(Duration::from_secs_f64(from))..BINS {
-            let start = from.max(self.edges[i]);
-            let width = (self.edges[i + 1] - start).max(0.0);
-            let alive = self.survival(Duration::from_secs_f64(start));
-            let h = self.hazard[i];
-            let mass = if h * width > 1e-12 {
-                alive * (1.0 - (-h * width).exp()) / h
-            } else {
-                alive * width
-            };
-            sum += density(i) * mass;
+            sum += density(i) * self.mass(i, from);
         }
         sum
     }
 
-    /// The learned schedule: poll density ∝ √hazard, spending the exponential
-    /// schedule's expected requests or `budget` (requests per execution),
-    /// whichever is less.
+    /// The learned schedule: poll density ∝ √hazard, spending `SPEND` of the
+    /// exponential schedule's expected requests, or `budget` (requests per
+    /// execution), whichever is less.
     pub fn schedule(&self, policy: &Exponential, budget: Option<f64>) -> Schedule {
-        let exponential = SPEND * self.exponential_requests(policy);
-        let target = budget.map_or(exponential, |b| exponential.min(b));
+        let exponential = self.exponential_requests(policy);
+        let target = SPEND * budget.map_or(exponential, |b| exponential.min(b));
         let floor = policy.floor().as_secs_f64();
         let max = policy.max.as_secs_f64().max(floor);
         let root: Vec<f64> = self.hazard.iter().map(|h| h.sqrt()).collect();
-        let density = |c: f64, i: usize| (c * root[i]).clamp(1.0 / max, 1.0 / floor);
+        // Past the support nothing was seen: the prior's hazard there says
+        // nothing either, so poll at interval_max, as the exponential
+        // schedule does by then.
+        let density = |c: f64, i: usize| {
+            if self.edges[i] >= self.support {
+                return 1.0 / max;
+            }
+            (c * root[i]).clamp(1.0 / max, 1.0 / floor)
+        };
+        let masses: Vec<f64> = (0..BINS).map(|i| self.mass(i, 0.0)).collect();
         // Expected requests ≈ offset + ∫ n(a) S(a) da: roughly the poll at
         // age 0 and the one that sees the end, less half a gap; the offset is
         // then corrected against the exact count of the schedule found.
-        let integral = |c: f64| {
-            let mut sum = 0.0;
-            for i in 0..BINS {
-                let width = self.edges[i + 1] - self.edges[i];
-                let h = self.hazard[i];
-                let mass = if h * width > 1e-12 {
-                    self.survival[i] * (1.0 - (-h * width).exp()) / h
-                } else {
-                    self.survival[i] * width
-                };
-                sum += density(c, i) * mass;
-            }
-            sum
-        };
-        let build = |c: f64| {
-            let mut schedule = Schedule {
-                edges: self.edges,
-                density: [0.0; BINS],
-                floor: policy.floor(),
-                max: policy.max.max(policy.floor()),
-            };
-            for i in 0..BINS {
-                schedule.density[i] = density(c, i);
-            }
-            schedule
+        let integral = |c: f64| (0..BINS).map(|i| density(c, i) * masses[i]).sum::<f64>();
+        let build = |c: f64| Schedule {
+            edges: self.edges,
+            density: std::array::from_fn(|i| density(c, i)),
+            floor: policy.floor(),
+            max: policy.max.max(policy.floor()),
         };
         let mut offset = 1.5;
         let mut best = build(0.0);
-        for _ in 0..3 {
+        for _ in 0..4 {
             let (mut lo, mut hi) = (1e-9f64, 1e9f64);
             for _ in 0..60 {
                 let mid = (lo * hi).sqrt();
@@ -361,10 +428,12 @@ impl Estimate {
             }
             best = build(lo);
             let exact = self.requests(&best);
-            if exact <= target * 1.001 {
+            let predicted = offset + integral(lo);
+            // Close enough either way: under by 1 % leaves little unspent.
+            if exact <= target * 1.001 && exact >= target * 0.99 {
                 break;
             }
-            offset += exact - (offset + integral(lo));
+            offset += exact - predicted;
         }
         best
     }
@@ -375,8 +444,8 @@ impl Estimate {
         let mut requests = 1.0;
         let mut at = Duration::ZERO;
         for _ in 0..MAX_WALK {
-            let alive = self.survival(at);
-            if alive < 1e-9 || at.as_secs_f64() >= MAX_SECS {
+            let alive = self.alive(at.as_secs_f64());
+            if alive < 1e-9 {
                 return requests;
             }
             requests += alive;
@@ -384,6 +453,21 @@ impl Estimate {
         }
         requests + self.rest(at.as_secs_f64(), |i| schedule.density[i])
     }
+}
+
+/// The censored weight of a watch still running at an age where the ended
+/// sample alone leaves `survival`. A cold start (little `ended` weight)
+/// counts every running watch fully: the first endings are the short ones.
+/// A full sample of recent endings is unbiased on its own, and the running
+/// ones at full weight would outweigh it and flatten the hazard; but a
+/// watch running where that sample says almost nothing runs is evidence it
+/// has gone stale (a flow whose runs got longer), and counts fully: without
+/// it the stale sample would think the new runs rare past its old ages and
+/// spend many times its budget polling them there.
+fn running_weight(ended: f64, survival: f64) -> f64 {
+    let cold = (1.0 - ended / effective_size()).max(0.0);
+    let overdue = (1.0 - survival / OVERDUE).clamp(0.0, 1.0);
+    cold.max(overdue)
 }
 
 /// The exponential policy a learned schedule is measured against (the
@@ -448,117 +532,6 @@ impl Schedule {
             return self.max;
         }
         Duration::from_secs_f64((at - age.as_secs_f64()).max(0.0)).clamp(self.floor, self.max)
-    }
-}
-
-/// Which model: one (region, flow, alias).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ModelKey {
-    pub region: String,
-    pub flow: String,
-    pub alias: String,
-}
-
-/// Every model, with the cold-start fallbacks. Serializes as a list of
-/// `{region, flow, alias, model}` entries.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "Vec<SavedEntry>", into = "Vec<SavedEntry>")]
-pub struct Models {
-    models: BTreeMap<ModelKey, DurationModel>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedEntry {
-    #[serde(flatten)]
-    key: ModelKey,
-    model: DurationModel,
-}
-
-impl From<Vec<SavedEntry>> for Models {
-    fn from(entries: Vec<SavedEntry>) -> Models {
-        Models {
-            models: entries.into_iter().map(|e| (e.key, e.model)).collect(),
-        }
-    }
-}
-
-impl From<Models> for Vec<SavedEntry> {
-    fn from(m: Models) -> Vec<SavedEntry> {
-        m.models
-            .into_iter()
-            .map(|(key, model)| SavedEntry { key, model })
-            .collect()
-    }
-}
-
-/// Which level of the cold-start fallback an estimate came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Alias,
-    Flow,
-    Region,
-}
-
-impl Models {
-    /// Records a terminal answer of `key`'s execution that took `duration`.
-    pub fn observe_ended(&mut self, key: &ModelKey, duration: Duration) {
-        self.models
-            .entry(key.clone())
-            .or_default()
-            .observe_ended(duration);
-    }
-
-    /// Records `key`'s watch that stopped at `age` without an end.
-    pub fn observe_censored(&mut self, key: &ModelKey, age: Duration) {
-        self.models
-            .entry(key.clone())
-            .or_default()
-            .observe_censored(age);
-    }
-
-    /// `key`'s own model, if it has seen anything.
-    pub fn get(&self, key: &ModelKey) -> Option<&DurationModel> {
-        self.models.get(key)
-    }
-
-    /// The distribution for `key`, and the level it came from: its own model
-    /// once it has `MIN_OBSERVATIONS` endings, else the flow's aliases in the
-    /// region pooled, else every flow in the region pooled (any ending at
-    /// all), else `None`: keep the exponential schedule. `running` are the
-    /// ages of `key`'s watches still running (censored).
-    pub fn estimate(&self, key: &ModelKey, running: &[Duration]) -> Option<(Estimate, Level)> {
-        if let Some(own) = self.models.get(key)
-            && own.weight() >= MIN_OBSERVATIONS
-        {
-            return Some((Estimate::new(&[own], running), Level::Alias));
-        }
-        let in_region = || self.models.iter().filter(|(k, _)| k.region == key.region);
-        let flow: Vec<&DurationModel> = in_region()
-            .filter(|(k, _)| k.flow == key.flow)
-            .map(|(_, m)| m)
-            .collect();
-        if flow.iter().map(|m| m.weight()).sum::<f64>() >= MIN_OBSERVATIONS {
-            return Some((Estimate::new(&flow, running), Level::Flow));
-        }
-        let region: Vec<&DurationModel> = in_region().map(|(_, m)| m).collect();
-        if region.iter().map(|m| m.weight()).sum::<f64>() > 0.0 {
-            return Some((Estimate::new(&region, running), Level::Region));
-        }
-        None
-    }
-
-    /// The delay after a poll of `key`'s watch at `age`; `None` with nothing
-    /// learned (use the exponential schedule unchanged).
-    pub fn next_delay(
-        &self,
-        key: &ModelKey,
-        age: Duration,
-        running: &[Duration],
-        policy: &Exponential,
-        budget: Option<f64>,
-    ) -> Option<Duration> {
-        let (estimate, _) = self.estimate(key, running)?;
-        Some(estimate.schedule(policy, budget).next_delay(age))
     }
 }
 

@@ -127,9 +127,9 @@ struct Learning {
     models: Models,
     keys: Vec<ModelKey>,
     key_index: HashMap<ModelKey, u32>,
-    /// Per watch: its model key and, once an answer said, when its
-    /// execution started.
-    watches: HashMap<WatchId, (u32, Option<Instant>)>,
+    /// Per watch: its model key, once an answer said, when its execution
+    /// started, and when an answer last said it was running.
+    watches: HashMap<WatchId, (u32, Option<Instant>, Option<Instant>)>,
     /// A schedule per model key and when it was built; dropped when a model
     /// changes, rebuilt after `interval_initial` so the censored ages of the
     /// running watches stay fresh without a scan per poll.
@@ -158,13 +158,23 @@ impl Learning {
     /// The learned delay after a no-change poll of `id` at `now`; `None`
     /// under the exponential policy, for a watch whose flow or start is not
     /// known, or with nothing learned.
-    fn next_delay(&mut self, id: WatchId, now: Instant) -> Option<Duration> {
+    /// `region` gives the region's rate and watch count, asked only when
+    /// the schedule is rebuilt (issue 11: spend no more than the region's
+    /// share).
+    fn next_delay(
+        &mut self,
+        id: WatchId,
+        now: Instant,
+        region: impl FnOnce() -> (f64, usize),
+    ) -> Option<Duration> {
+        let (key, started_at, seen_at) = self.watches.get_mut(&id)?;
+        *seen_at = Some(now);
+        let (key, Some(started_at)) = (*key, *started_at) else {
+            return None;
+        };
         if self.policy != SchedulePolicy::Learned {
             return None;
         }
-        let &(key, Some(started_at)) = self.watches.get(&id)? else {
-            return None;
-        };
         let policy = self.exponential?;
         let fresh = |(built_at, _): &(Instant, _)| {
             now.saturating_duration_since(*built_at) < policy.initial
@@ -173,13 +183,17 @@ impl Learning {
             let running: Vec<Duration> = self
                 .watches
                 .values()
-                .filter(|(k, _)| *k == key)
-                .filter_map(|(_, started)| Some(now.saturating_duration_since((*started)?)))
+                .filter(|(k, _, _)| *k == key)
+                .filter_map(|(_, started, _)| Some(now.saturating_duration_since((*started)?)))
                 .collect();
             let schedule = self
                 .models
                 .estimate(&self.keys[key as usize], &running)
-                .map(|(estimate, _)| estimate.schedule(&policy, None));
+                .map(|(estimate, _)| {
+                    let (rate, watches) = region();
+                    let share = estimate.share(rate, watches);
+                    estimate.schedule(&policy, Some(share))
+                });
             self.schedules.insert(key, (now, schedule));
         }
         let (_, schedule) = self.schedules.get(&key).expect("built above");
@@ -188,6 +202,22 @@ impl Learning {
                 .as_ref()?
                 .next_delay(now.saturating_duration_since(started_at)),
         )
+    }
+}
+
+impl Learning {
+    /// Forgets `id`. A watch that stopped without an end (abandoned,
+    /// removed; not `ended`) ran at least until its last running answer:
+    /// its model learns that as a censored age, not as an ending.
+    fn forget(&mut self, id: WatchId, ended: bool) {
+        let Some((key, started_at, seen_at)) = self.watches.remove(&id) else {
+            return;
+        };
+        if let (false, Some(started_at), Some(seen_at)) = (ended, started_at, seen_at) {
+            let age = seen_at.saturating_duration_since(started_at);
+            self.models.observe_censored(&self.keys[key as usize], age);
+            self.schedules.clear();
+        }
     }
 }
 
@@ -278,13 +308,13 @@ impl Scheduler {
             flow: flow.to_string(),
             alias: alias.to_string(),
         });
-        self.learning.watches.insert(id, (key, None));
+        self.learning.watches.insert(id, (key, None, None));
     }
 
     /// Tells learned polling when `id`'s execution started (its
     /// `startedAt`, on the scheduler's clock); its age is counted from here.
     pub fn started(&mut self, id: WatchId, started_at: Instant) {
-        if let Some((_, started)) = self.learning.watches.get_mut(&id) {
+        if let Some((_, started, _)) = self.learning.watches.get_mut(&id) {
             *started = Some(started_at);
         }
     }
@@ -362,7 +392,7 @@ impl Scheduler {
         }
         let (entry, region) = (watch.entry(id), watch.region);
         self.watches.remove(&id);
-        self.learning.watches.remove(&id);
+        self.learning.forget(id, false);
         self.regions[region as usize].queue.remove(entry);
     }
 
@@ -454,7 +484,7 @@ impl Scheduler {
         if watch.removed {
             self.removed_in_flight -= 1;
             self.watches.remove(&id);
-            self.learning.watches.remove(&id);
+            self.learning.forget(id, false);
             return Next::Done;
         }
         match self.decide(id, outcome, now) {
@@ -469,7 +499,7 @@ impl Scheduler {
             }
             Err(next) => {
                 self.watches.remove(&id);
-                self.learning.watches.remove(&id);
+                self.learning.forget(id, next == Next::Done);
                 next
             }
         }
@@ -486,7 +516,17 @@ impl Scheduler {
         // Issue 11: a learned delay replaces the no-change delay (the
         // exponential state still advances, for a fallback later).
         let learned = match outcome {
-            Outcome::Unchanged | Outcome::Changed => self.learning.next_delay(id, now),
+            Outcome::Unchanged | Outcome::Changed => {
+                let region = self.watches[&id].region;
+                let rate = self.regions[region as usize].budget.rate();
+                let watches = &self.watches;
+                self.learning.next_delay(id, now, || {
+                    let count = watches
+                        .values()
+                        .filter(|w| w.region == region && !w.removed);
+                    (rate, count.count())
+                })
+            }
             _ => None,
         };
         let intervals = &self.intervals;

@@ -1158,3 +1158,85 @@ fn models_are_kept_across_a_restore() {
             .is_some()
     );
 }
+
+fn model_key() -> learned::ModelKey {
+    learned::ModelKey {
+        region: "r".into(),
+        flow: "F".into(),
+        alias: "A".into(),
+    }
+}
+
+/// A watch of flow F seen running at age 10 s (started 10 s before `t0`).
+fn watch_seen_at_10_s(s: &mut Scheduler, t0: Instant) -> WatchId {
+    let id = s.insert("r", t0, Duration::ZERO);
+    s.set_flow(id, "F", "A");
+    assert_eq!(s.take_ready(t0), Some(id));
+    s.started(id, t0 - secs(10));
+    assert!(matches!(
+        s.record(id, &Outcome::Changed, t0),
+        Next::PollAt(_)
+    ));
+    id
+}
+
+#[test]
+fn a_removed_watch_teaches_a_censored_age_not_an_ending() {
+    let t0 = Instant::now() + secs(60);
+    let mut s = Scheduler::new(&learned_policy());
+    let id = watch_seen_at_10_s(&mut s, t0);
+    s.remove(id);
+    let model = s.models().get(&model_key()).expect("the flow has a model");
+    assert_eq!((model.weight(), model.stopped()), (0.0, 1.0));
+}
+
+#[test]
+fn an_abandoned_watch_teaches_a_censored_age_and_a_terminal_one_none() {
+    let t0 = Instant::now() + secs(60);
+    let mut s = Scheduler::new(&learned_policy());
+    let id = watch_seen_at_10_s(&mut s, t0);
+    let t1 = t0 + secs(2);
+    assert_eq!(
+        poll(&mut s, id, Outcome::Invalid, t1),
+        Next::Abandon(Reason::Invalid)
+    );
+    let stopped = |s: &Scheduler| s.models().get(&model_key()).map(|m| m.stopped());
+    assert_eq!(stopped(&s), Some(1.0));
+    let id = watch_seen_at_10_s(&mut s, t1);
+    assert_eq!(
+        poll(&mut s, id, Outcome::Terminal, t1 + secs(2)),
+        Next::Done
+    );
+    assert_eq!(
+        stopped(&s),
+        Some(1.0),
+        "an ending is the daemon's `observe`"
+    );
+}
+
+#[test]
+fn a_short_region_budget_caps_the_learned_spend() {
+    let t0 = Instant::now() + secs(60);
+    let mut s = Scheduler::new(&learned_policy());
+    for _ in 0..40 {
+        s.observe("r", "F", "A", secs(50));
+    }
+    let id = watch_seen_at_10_s(&mut s, t0);
+    // Polls after age 10 s until 50 s, with the region's rate and watches.
+    let mut polls = |region: (f64, usize)| {
+        s.learning.schedules.clear();
+        let mut age = secs(10);
+        let mut count = 0;
+        while age < secs(50) {
+            let delay = s.learning.next_delay(id, t0 - secs(10) + age, || region);
+            age += delay.expect("learned");
+            count += 1;
+        }
+        count
+    };
+    let free = polls((1000.0, 1));
+    // 0.1 request/s for 100 watches of 50 s: 0.05 per execution, so only
+    // interval_max's pace is left.
+    let short = polls((0.1, 100));
+    assert!(free >= 4 && short == 1, "free {free}, short {short}");
+}

@@ -304,7 +304,8 @@ fn a_budget_below_the_exponential_one_is_what_gets_spent() {
     assert!(estimate.exponential_requests(&policy()) > 5.0);
     assert!(
         per_execution <= 4.2,
-        "spent {per_execution:.2} per execution"
+        "spent {per_execution:.2} per execution, predicted {:.2}",
+        estimate.requests(&s)
     );
 }
 
@@ -361,4 +362,131 @@ fn millisecond_runs_share_one_bin_and_stay_cheap_and_sane() {
     // Not a timing assertion on the machine's speed: a schedule that walked
     // 25 h in 60 ms steps would take seconds, even on a fast one.
     assert!(took < Duration::from_secs(2), "{seen}");
+}
+
+/// Executions starting at `starts` (seconds) and taking `durations`, watched
+/// concurrently as the daemon does: a poll at the start, then at the delay
+/// the current schedule gives (the exponential one while nothing is
+/// learned); the schedule is rebuilt after every ending and at least every
+/// interval_initial, with the running watches' ages as censored; an ending is
+/// learned when a poll sees it. Figures in start order.
+fn concurrent(starts: &[f64], durations: &[f64]) -> Figures {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let k = key("FLOW123456", "ALIAS12345");
+    let p = policy();
+    let micros = |t: f64| (t * 1e6) as u64;
+    let mut models = Models::default();
+    let mut due: BinaryHeap<(Reverse<u64>, usize)> = (0..starts.len())
+        .map(|i| (Reverse(micros(starts[i])), i))
+        .collect();
+    let mut requests = vec![0u32; starts.len()];
+    let mut lags = vec![f64::NAN; starts.len()];
+    let mut gaps: Vec<f64> = vec![p.initial.as_secs_f64(); starts.len()];
+    let mut running: std::collections::BTreeSet<usize> = Default::default();
+    let mut built: Option<(f64, Option<Schedule>)> = None;
+    while let Some((Reverse(at), i)) = due.pop() {
+        let now = at as f64 / 1e6;
+        requests[i] += 1;
+        let age = (now - starts[i]).max(0.0);
+        if age >= durations[i] {
+            lags[i] = age - durations[i];
+            running.remove(&i);
+            models.observe_ended(&k, secs(durations[i]));
+            built = None;
+            continue;
+        }
+        running.insert(i);
+        if built
+            .as_ref()
+            .is_none_or(|(t, _)| now - t >= p.initial.as_secs_f64())
+        {
+            let ages: Vec<Duration> = running
+                .iter()
+                .map(|&j| secs((now - starts[j]).max(0.0)))
+                .collect();
+            let schedule = models
+                .estimate(&k, &ages)
+                .map(|(e, _)| e.schedule(&p, None));
+            built = Some((now, schedule));
+        }
+        let exponential = gaps[i].min(p.max.as_secs_f64());
+        gaps[i] = (gaps[i] * p.multiplier).min(p.max.as_secs_f64());
+        let delay = match &built {
+            Some((_, Some(s))) => s.next_delay(secs(age)).as_secs_f64(),
+            _ => exponential,
+        };
+        due.push((Reverse(micros(now + delay)), i));
+    }
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by(|&a, &b| starts[a].total_cmp(&starts[b]));
+    Figures {
+        requests: order.iter().map(|&i| requests[i]).collect(),
+        lags: order.iter().map(|&i| lags[i]).collect(),
+    }
+}
+
+fn uniform_starts(n: usize, from: f64, to: f64, seed: u64) -> Vec<f64> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| from + rng.f64() * (to - from)).collect()
+}
+
+/// 2,000 executions starting over 30 min, as in `benches/learned.rs`.
+fn concurrent_compare(durations: &[f64], seed: u64) -> (Figures, Figures, String) {
+    let n = durations.len();
+    let starts = uniform_starts(n, 0.0, 1800.0, seed);
+    let l = concurrent(&starts, durations).window(100, n);
+    let e = exponential(durations).window(100, n);
+    let seen = report("concurrent", &e, &l);
+    eprintln!("{seen}");
+    (e, l, seen)
+}
+
+#[test]
+fn concurrent_lognormal_runs_are_heard_of_five_times_sooner() {
+    let (e, l, seen) = concurrent_compare(&lognormals(2000, 60.0, 0.3, 21), 20);
+    assert!(l.mean_lag() <= e.mean_lag() / 5.0, "{seen}");
+    assert!(l.mean_requests() <= e.mean_requests(), "{seen}");
+}
+
+#[test]
+fn concurrent_bimodal_and_heavy_tailed_runs_meet_their_targets() {
+    let (e, l, seen) = concurrent_compare(&bimodal(2000, 22), 20);
+    assert!(l.mean_lag() <= e.mean_lag() / 3.0, "{seen}");
+    assert!(l.mean_requests() <= e.mean_requests(), "{seen}");
+    let (e, l, seen) = concurrent_compare(&pareto(2000, 23), 20);
+    assert!(l.mean_lag() <= e.mean_lag(), "{seen}");
+    assert!(l.mean_requests() <= e.mean_requests(), "{seen}");
+}
+
+#[test]
+fn a_shift_is_followed_within_100_concurrent_executions() {
+    // The first half of the starts at 30 s, the second at 3 min; ~1.1
+    // starts a second, so ~200 start before the first 3 min run ends.
+    let n = 2000;
+    let before = uniform_starts(n / 2, 0.0, 900.0, 24);
+    let after = uniform_starts(n / 2, 900.0, 1800.0, 25);
+    let starts: Vec<f64> = before.iter().chain(after.iter()).cloned().collect();
+    let durations: Vec<f64> = lognormals(n / 2, 30.0, 0.2, 26)
+        .into_iter()
+        .chain(lognormals(n / 2, 180.0, 0.2, 27))
+        .collect();
+    let l = concurrent(&starts, &durations);
+    let chunks: Vec<String> = (0..8)
+        .map(|c| {
+            let w = l.window(n / 2 + c * 25, n / 2 + (c + 1) * 25);
+            format!("{:.1}s/{:.1}", w.mean_lag(), w.mean_requests())
+        })
+        .collect();
+    let best = l.window(n / 2 + 500, n);
+    let soon = l.window(n / 2 + 100, n / 2 + 200);
+    let seen = format!(
+        "per 25 after the shift: {}; 100-200 after it {:.2}s; from 500 on {:.2}s, {:.2} req",
+        chunks.join(" "),
+        soon.mean_lag(),
+        best.mean_lag(),
+        best.mean_requests()
+    );
+    eprintln!("{seen}");
+    assert!(soon.mean_lag() <= 1.2 * best.mean_lag(), "{seen}");
 }
