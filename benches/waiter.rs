@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use flowwatch::run::{self, StartOptions};
 use flowwatch::simulate::Scenario;
 
-use common::{ALIAS, FLOW, SimProcess, arg, config_text, credentials, execution_arns, rss};
 use common::heap::{Heap, heap};
+use common::{ALIAS, FLOW, SimProcess, arg, config_text, credentials, execution_arns, rss};
 
 #[global_allocator]
 static ALLOCATOR: common::heap::Counting = common::heap::Counting;
