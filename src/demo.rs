@@ -37,7 +37,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // a line fits 100 columns (issue 10.3).
     crate::event::init_styled(&config.log, TextStyle::for_stdout().brief())?;
     eprintln!(
-        "flowwatch demo: simulator on {}: {} watches, 1 more over the API, {} flow to discover\n",
+        "flowwatch demo on {}: {} watches, 1 more over the API, {} flow to discover\n",
         simulator.endpoint_url(),
         config.watches.len(),
         config.flows.len()

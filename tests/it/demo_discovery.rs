@@ -31,7 +31,7 @@ async fn the_demo_discovers_an_execution_started_while_it_runs_and_exits_0() {
     );
     // Next to the failure with node details the demo already shows.
     assert!(
-        stdout.contains("broken-pipeline  a node of the execution failed"),
+        stdout.contains("broken-pipeline  node Prompt_1 failed ("),
         "{stdout}"
     );
     assert!(stderr.contains("discovery: "), "{stderr}");
