@@ -65,6 +65,14 @@ const LATE_EVIDENCE: u32 = 2;
 /// `FOLLOW_REQUESTS` requests after it, measures the granted rate since it.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
 const FOLLOW_REQUESTS: f64 = 2.0;
+/// A throttle of a request sent after the last decrease, within
+/// `FOLLOW_WITHIN` of it and before any such request succeeded, cuts the
+/// rate to this share of it.
+const BURST_CUT: f64 = 0.2;
+/// After such a cut the cubic climbs back in the time of this many requests
+/// (at least `BURST_RECOVERY_MIN`): the cut was a guess, not a measure.
+const BURST_RECOVERY_REQUESTS: f64 = 20.0;
+const BURST_RECOVERY_MIN: Duration = Duration::from_secs(2);
 /// Lowest adapted rate, absolute (requests per second).
 const FLOOR_MIN: f64 = 0.1;
 /// Lowest adapted rate, as a share of `rate_limit`.
@@ -104,6 +112,12 @@ struct Decrease {
     /// Answers since then to requests sent before it: successes, throttles.
     late_ok: u32,
     late_throttled: u32,
+    /// Answers to requests sent since then: successes, throttles.
+    fresh_ok: u32,
+    fresh_throttled: u32,
+    /// The rate the last measured decrease set, when this is it or a
+    /// correction of it from late answers; `None` after a burst cut.
+    measured: Option<f64>,
 }
 
 impl RateBudget {
@@ -178,6 +192,8 @@ impl RateBudget {
         };
         if sent_at < decrease.at {
             decrease.late_ok = decrease.late_ok.saturating_add(1);
+        } else {
+            decrease.fresh_ok = decrease.fresh_ok.saturating_add(1);
         }
         let decrease = *decrease;
         let k = decrease.recovery_secs;
@@ -195,11 +211,41 @@ impl RateBudget {
             decrease.late_throttled = decrease.late_throttled.saturating_add(1);
             return self.correct(now);
         }
+        if let Some(decrease) = self.decrease.as_mut() {
+            decrease.fresh_throttled = decrease.fresh_throttled.saturating_add(1);
+        }
+        let burst = self.decrease.and_then(|d| {
+            let measured = d.measured?;
+            let soon = now.saturating_duration_since(d.at) < FOLLOW_WITHIN;
+            (soon && d.fresh_ok < d.fresh_throttled).then_some(measured * BURST_CUT)
+        });
+        if let Some(target) = burst.filter(|&target| target < self.rate) {
+            // Issue 7.11: the first request sent after a decrease is
+            // throttled too. Against a steady quota it goes through: a
+            // decrease lands under the quota, so the server's bucket
+            // refills more than one token while we wait for it. So the
+            // quota fell below the new rate, how far nobody can tell yet:
+            // cut deep and climb back fast.
+            self.decrease_to(target, now);
+            if let Some(d) = self.decrease.as_mut() {
+                let secs = BURST_RECOVERY_REQUESTS / d.granted;
+                d.recovery_secs = secs.clamp(BURST_RECOVERY_MIN.as_secs_f64(), RECOVERY_SECS.1);
+            }
+            return true;
+        }
+        // A follow-up within `FOLLOW_WITHIN` belongs to the same episode.
+        let episode = self
+            .decrease
+            .filter(|d| now.saturating_duration_since(d.at) < FOLLOW_WITHIN)
+            .and_then(|d| d.measured);
         let granted = self
             .granted(now)
             .min(self.rate)
             .max(self.rate * MAX_CUT / BETA);
         self.decrease_to(granted * BETA, now);
+        if let Some(d) = self.decrease.as_mut() {
+            d.measured = Some(episode.unwrap_or(d.granted * BETA));
+        }
         true
     }
 
@@ -222,6 +268,9 @@ impl RateBudget {
             return false;
         }
         self.decrease_to(target, now);
+        if let Some(d) = self.decrease.as_mut() {
+            d.measured = decrease.measured;
+        }
         true
     }
 
@@ -240,6 +289,9 @@ impl RateBudget {
             rate_before,
             late_ok: 0,
             late_throttled: 0,
+            fresh_ok: 0,
+            fresh_throttled: 0,
+            measured: None,
         });
         self.successes_since_decrease = 0;
     }

@@ -14,3 +14,4 @@ mod secrets;
 mod api;
 mod ha;
 mod ha_gate;
+mod shutdown_flush;
