@@ -33,7 +33,9 @@
 //!   requests' time after it) measures the granted rate as the successes
 //!   since the decrease, plus one, over that time plus one request's time.
 //!   (c) A burst: within 1 s of a decrease, requests sent after it are
-//!   throttled more often than not (typically the very first one). The
+//!   throttled more often than all answers since it succeeded (typically
+//!   the very first one; a success of a request still in flight at the
+//!   decrease may have taken the token the next one needed). The
 //!   rate drops to `BURST_CUT` (0.2) × the rate the measured decrease of
 //!   this episode set (corrections by (a) and (b) within 1 s of it belong
 //!   to the episode), and the cubic climbs back in the time of 20 requests
@@ -74,9 +76,9 @@ const LATE_EVIDENCE: u32 = 2;
 /// `FOLLOW_REQUESTS` requests after it, measures the granted rate since it.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
 const FOLLOW_REQUESTS: f64 = 2.0;
-/// Requests sent after a decrease, throttled more often than not within
-/// `FOLLOW_WITHIN` of it, cut the rate to this share of the rate the
-/// episode's measured decrease set.
+/// Requests sent after a decrease, throttled more often than any answer
+/// since it succeeded within `FOLLOW_WITHIN` of it, cut the rate to this
+/// share of the rate the episode's measured decrease set.
 const BURST_CUT: f64 = 0.2;
 /// After such a cut the cubic climbs back in the time of this many requests
 /// (at least `BURST_RECOVERY_MIN`): the cut was a guess, not a measure.
@@ -226,7 +228,7 @@ impl RateBudget {
         let burst = self.decrease.and_then(|d| {
             let measured = d.measured?;
             let soon = now.saturating_duration_since(d.at) < FOLLOW_WITHIN;
-            (soon && d.fresh_ok < d.fresh_throttled).then_some(measured * BURST_CUT)
+            (soon && d.fresh_ok + d.late_ok < d.fresh_throttled).then_some(measured * BURST_CUT)
         });
         if let Some(target) = burst.filter(|&target| target < self.rate) {
             // Issue 7.11: the first request sent after a decrease is

@@ -939,7 +939,12 @@ fn a_five_fold_quota_drop_costs_under_10_percent_throttled_in_the_next_5_s() {
     // gave 8 %, 6-7 %, 4-5 % and 24-27 %.
     let end = 400.0;
     let mut failures = Vec::new();
-    for (quota, latency, factor) in [(50.0, 50, 2.5), (100.0, 50, 2.5), (100.0, 5, 2.5), (20.0, 5, 5.0)] {
+    for (quota, latency, factor) in [
+        (50.0, 50, 2.5),
+        (100.0, 50, 2.5),
+        (100.0, 5, 2.5),
+        (20.0, 5, 5.0),
+    ] {
         for drop in [120.0, 124.3, 128.7] {
             let after_quota = quota / 5.0;
             let quotas = [(0.0, quota), (drop, after_quota)];
@@ -1158,4 +1163,3 @@ fn models_are_kept_across_a_restore() {
             .is_some()
     );
 }
-

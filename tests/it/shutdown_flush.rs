@@ -48,10 +48,8 @@ async fn a_state_write_that_never_returns_holds_the_stop_for_at_most_5_s() {
         format: LogFormat::Json,
         level: tracing::Level::INFO,
     };
-    let _guard = tracing::subscriber::set_default(flowwatch::event::subscriber(
-        &settings,
-        captured.clone(),
-    ));
+    let _guard =
+        tracing::subscriber::set_default(flowwatch::event::subscriber(&settings, captured.clone()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flowwatch.toml");
     let text = "[aws]\nregion = \"us-east-1\"\n\n[[watch]]\nflow = \"FLOW123456\"\n\
@@ -91,10 +89,16 @@ async fn a_state_write_that_never_returns_holds_the_stop_for_at_most_5_s() {
     assert_eq!(fetch.calls().len(), 1, "the first poll is answered");
 
     shutdown.cancel();
-    save_started.recv().await.expect("the stop flushes the state");
+    save_started
+        .recv()
+        .await
+        .expect("the stop flushes the state");
     tokio::time::advance(Duration::from_millis(4_900)).await;
     settle().await;
-    assert!(!task.is_finished(), "the stop gave up on the flush too soon");
+    assert!(
+        !task.is_finished(),
+        "the stop gave up on the flush too soon"
+    );
     tokio::time::advance(Duration::from_millis(200)).await;
     settle().await;
     assert!(
