@@ -32,9 +32,20 @@
 //!   sent at. (b) A throttle within 1 s of a decrease (but at least two
 //!   requests' time after it) measures the granted rate as the successes
 //!   since the decrease, plus one, over that time plus one request's time.
+//!   (c) A burst: within 1 s of a decrease, requests sent after it are
+//!   throttled more often than all answers since it succeeded (typically
+//!   the very first one; a success of a request still in flight at the
+//!   decrease may have taken the token the next one needed). The
+//!   rate drops to `BURST_CUT` (0.2) × the rate the measured decrease of
+//!   this episode set (corrections by (a) and (b) within 1 s of it belong
+//!   to the episode), and the cubic climbs back in the time of 20 requests
+//!   (at least 2 s) instead of 100: the cut is a guess, not a measure.
+//!   Only so does a drop to a small quota cost 2 throttles, not 3-5: at
+//!   20 → 4 req/s the 5 s after the drop hold only ~23 requests.
 //!   Against a steady quota they stay quiet: a decrease lands under it, so
-//!   neither a follow-up throttle nor mostly throttled answers come (the
-//!   quota tests in `schedule::tests` keep their figures).
+//!   the server's bucket refills more than a token before the next request,
+//!   and neither a follow-up throttle nor mostly throttled answers come
+//!   (the quota tests in `schedule::tests` keep their figures).
 //! - After successes the rate recovers along a cubic of the time `t` since
 //!   the decrease, `granted × (1 + 0.1·((t − K)/K)³)`: it climbs back to the
 //!   granted rate in K seconds, flattens there (where throttling happened),
@@ -65,6 +76,14 @@ const LATE_EVIDENCE: u32 = 2;
 /// `FOLLOW_REQUESTS` requests after it, measures the granted rate since it.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
 const FOLLOW_REQUESTS: f64 = 2.0;
+/// Requests sent after a decrease, throttled more often than any answer
+/// since it succeeded within `FOLLOW_WITHIN` of it, cut the rate to this
+/// share of the rate the episode's measured decrease set.
+const BURST_CUT: f64 = 0.2;
+/// After such a cut the cubic climbs back in the time of this many requests
+/// (at least `BURST_RECOVERY_MIN`): the cut was a guess, not a measure.
+const BURST_RECOVERY_REQUESTS: f64 = 20.0;
+const BURST_RECOVERY_MIN: Duration = Duration::from_secs(2);
 /// Lowest adapted rate, absolute (requests per second).
 const FLOOR_MIN: f64 = 0.1;
 /// Lowest adapted rate, as a share of `rate_limit`.
@@ -104,6 +123,12 @@ struct Decrease {
     /// Answers since then to requests sent before it: successes, throttles.
     late_ok: u32,
     late_throttled: u32,
+    /// Answers to requests sent since then: successes, throttles.
+    fresh_ok: u32,
+    fresh_throttled: u32,
+    /// The rate the episode's measured decrease set, when this is it or a
+    /// correction of it within `FOLLOW_WITHIN`; `None` after a burst cut.
+    measured: Option<f64>,
 }
 
 impl RateBudget {
@@ -178,6 +203,8 @@ impl RateBudget {
         };
         if sent_at < decrease.at {
             decrease.late_ok = decrease.late_ok.saturating_add(1);
+        } else {
+            decrease.fresh_ok = decrease.fresh_ok.saturating_add(1);
         }
         let decrease = *decrease;
         let k = decrease.recovery_secs;
@@ -195,11 +222,41 @@ impl RateBudget {
             decrease.late_throttled = decrease.late_throttled.saturating_add(1);
             return self.correct(now);
         }
+        if let Some(decrease) = self.decrease.as_mut() {
+            decrease.fresh_throttled = decrease.fresh_throttled.saturating_add(1);
+        }
+        let burst = self.decrease.and_then(|d| {
+            let measured = d.measured?;
+            let soon = now.saturating_duration_since(d.at) < FOLLOW_WITHIN;
+            (soon && d.fresh_ok + d.late_ok < d.fresh_throttled).then_some(measured * BURST_CUT)
+        });
+        if let Some(target) = burst.filter(|&target| target < self.rate) {
+            // Issue 7.11: the first request sent after a decrease is
+            // throttled too (or most are). Against a steady quota it goes
+            // through: a decrease lands under the quota, so the server's
+            // bucket refills more than one token while we wait for it. So
+            // the quota fell below the new rate, how far nobody can tell
+            // yet: cut deep and climb back fast.
+            self.decrease_to(target, now);
+            if let Some(d) = self.decrease.as_mut() {
+                let secs = BURST_RECOVERY_REQUESTS / d.granted;
+                d.recovery_secs = secs.clamp(BURST_RECOVERY_MIN.as_secs_f64(), RECOVERY_SECS.1);
+            }
+            return true;
+        }
+        // A follow-up within `FOLLOW_WITHIN` belongs to the same episode.
+        let episode = self
+            .decrease
+            .filter(|d| now.saturating_duration_since(d.at) < FOLLOW_WITHIN)
+            .and_then(|d| d.measured);
         let granted = self
             .granted(now)
             .min(self.rate)
             .max(self.rate * MAX_CUT / BETA);
         self.decrease_to(granted * BETA, now);
+        if let Some(d) = self.decrease.as_mut() {
+            d.measured = Some(episode.unwrap_or(d.granted * BETA));
+        }
         true
     }
 
@@ -222,6 +279,9 @@ impl RateBudget {
             return false;
         }
         self.decrease_to(target, now);
+        if let Some(d) = self.decrease.as_mut() {
+            d.measured = decrease.measured;
+        }
         true
     }
 
@@ -240,6 +300,9 @@ impl RateBudget {
             rate_before,
             late_ok: 0,
             late_throttled: 0,
+            fresh_ok: 0,
+            fresh_throttled: 0,
+            measured: None,
         });
         self.successes_since_decrease = 0;
     }
@@ -541,6 +604,76 @@ mod tests {
             "rate {rate}, expected {expected}"
         );
         assert!(rate < 75.0, "rate {rate}: the 2 s window would give 85.5");
+    }
+
+    #[test]
+    fn the_first_request_after_a_decrease_throttled_too_cuts_to_a_fifth() {
+        // Issue 7.11: the quota fell far below the 90/s the decrease set.
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let sent = decreased_at + ms(12);
+        assert!(budget.on_throttled(sent, sent + ms(2)));
+        let rate = budget.rate();
+        assert!((rate - 18.0).abs() < 1e-9, "rate {rate}");
+    }
+
+    #[test]
+    fn a_throttle_after_the_first_requests_since_a_decrease_went_through_is_no_burst() {
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        budget.on_success(decreased_at + ms(12), decreased_at + ms(14));
+        let sent = decreased_at + ms(23);
+        assert!(budget.on_throttled(sent, sent + ms(2)));
+        let rate = budget.rate();
+        assert!(rate >= 45.0 - 1e-9, "rate {rate}: at most halved");
+    }
+
+    #[test]
+    fn a_throttle_over_a_second_after_a_decrease_is_no_burst() {
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let sent = decreased_at + ms(1_100);
+        assert!(budget.on_throttled(sent, sent + ms(2)));
+        let rate = budget.rate();
+        assert!(rate >= 45.0 - 1e-9, "rate {rate}: at most halved");
+    }
+
+    #[test]
+    fn a_burst_after_a_correction_cuts_to_a_fifth_of_the_measured_rate() {
+        // The late answers first correct 90/s to 45/s; the burst then lands
+        // at a fifth of the 90/s the measured decrease set, not of 45/s.
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let late = decreased_at - ms(10);
+        budget.on_success(late, decreased_at + ms(1));
+        budget.on_throttled(late, decreased_at + ms(2));
+        assert!(budget.on_throttled(late, decreased_at + ms(3)));
+        let corrected = budget.rate();
+        assert!((corrected - 45.0).abs() < 1e-2, "rate {corrected}");
+        let sent = decreased_at + ms(30);
+        assert!(budget.on_throttled(sent, sent + ms(2)));
+        let rate = budget.rate();
+        assert!((rate - 18.0).abs() < 1e-9, "rate {rate}");
+    }
+
+    #[test]
+    fn after_a_burst_cut_the_rate_climbs_back_within_20_requests_time() {
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        let cut_at = decreased_at + ms(14);
+        budget.on_throttled(decreased_at + ms(12), cut_at); // 18/s: granted 20/s
+        let rate_at = |budget: &mut RateBudget, after: Duration| {
+            let now = cut_at + after;
+            budget.on_success(now, now);
+            budget.rate()
+        };
+        // K = 20 requests at 20/s = 1 s, at least 2 s.
+        let at_1 = rate_at(&mut budget, ms(1_000));
+        let at_2 = rate_at(&mut budget, ms(2_000));
+        let at_4 = rate_at(&mut budget, ms(4_000));
+        assert!(at_1 > 19.0 && at_1 < 20.0, "1 s after: {at_1}");
+        assert!((at_2 - 20.0).abs() < 1e-9, "2 s after: {at_2}");
+        assert!((at_4 - 22.0).abs() < 1e-9, "4 s after: {at_4}");
     }
 
     #[test]

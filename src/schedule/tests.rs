@@ -931,38 +931,43 @@ fn no_one_second_window_exceeds_the_rate_limit_by_more_than_the_burst() {
 
 #[test]
 fn a_five_fold_quota_drop_costs_under_10_percent_throttled_in_the_next_5_s() {
-    // Issue 7.11: the quota falls five-fold 120 s into the run; before the
-    // change 24-30 % of the requests in the next 5 s were throttled (50 ms
-    // answers), 13 % with 5 ms answers at Q = 100.
-    let drop = 120.0;
+    // Issue 7.11: the quota falls five-fold mid-run, at three points of the
+    // cubic's cycle. (quota, answer latency, rate_limit / quota): the last
+    // row is the bench's (`cargo bench --bench throttle -- --drop-at`):
+    // at 20 -> 4 the 5 s after the drop hold only ~23 requests, so no
+    // more than 2 throttles fit under 10 %. Before the burst cut the rows
+    // gave 8 %, 6-7 %, 4-5 % and 24-27 %.
     let end = 400.0;
-    for (quota, latency) in [(50.0, 50), (100.0, 50), (100.0, 5)] {
-        let after_quota = quota / 5.0;
-        let quotas = [(0.0, quota), (drop, after_quota)];
-        let log = against_quotas(&quotas, 2.5 * quota, ms(latency), end);
-        let (_, before) = stats(&log, 30.0, drop);
-        let (share, _) = stats(&log, drop, drop + 5.0);
-        let (_, after) = stats(&log, drop + 30.0, end);
-        eprintln!(
-            "quota {quota} -> {after_quota}/s, {latency} ms answers: goodput before {:.3} \
-             of quota, throttled in the 5 s after {:.1} %, goodput after 30 s {:.3} of quota",
-            before / quota,
-            share * 100.0,
-            after / after_quota
-        );
-        assert!(
-            share < 0.10,
-            "quota {quota}: {share} throttled after the drop"
-        );
-        assert!(
-            before >= 0.98 * quota,
-            "quota {quota}: goodput before {before}"
-        );
-        assert!(
-            after >= 0.98 * after_quota,
-            "quota {quota}: goodput after {after}"
-        );
+    let mut failures = Vec::new();
+    for (quota, latency, factor) in [
+        (50.0, 50, 2.5),
+        (100.0, 50, 2.5),
+        (100.0, 5, 2.5),
+        (20.0, 5, 5.0),
+    ] {
+        for drop in [120.0, 124.3, 128.7] {
+            let after_quota = quota / 5.0;
+            let quotas = [(0.0, quota), (drop, after_quota)];
+            let log = against_quotas(&quotas, factor * quota, ms(latency), end);
+            let (_, before) = stats(&log, 30.0, drop);
+            let (share, _) = stats(&log, drop, drop + 5.0);
+            let (_, after) = stats(&log, drop + 30.0, end);
+            let row = format!(
+                "quota {quota} -> {after_quota}/s at {drop} s, {latency} ms answers, rate_limit \
+                 {}: goodput before {:.3} of quota, throttled in the 5 s after {:.1} %, \
+                 goodput after 30 s {:.3} of quota",
+                factor * quota,
+                before / quota,
+                share * 100.0,
+                after / after_quota
+            );
+            eprintln!("{row}");
+            if share >= 0.10 || before < 0.98 * quota || after < 0.98 * after_quota {
+                failures.push(row);
+            }
+        }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

@@ -17,3 +17,4 @@ mod ha;
 mod ha_gate;
 mod ha_kube;
 mod deploy;
+mod shutdown_flush;
