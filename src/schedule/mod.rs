@@ -22,18 +22,21 @@
 
 pub mod interval;
 pub mod learned;
+mod learning;
 mod queue;
 pub mod rate;
+mod ticks;
 
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::config::{PollSettings, SchedulePolicy};
+use crate::config::PollSettings;
 use interval::{Delays, Intervals};
-use learned::{Exponential, ModelKey, Models};
+use learning::{Learning, NO_MODEL, PerWatch};
 use queue::{DueQueue, Entry, Lane};
 use rate::RateBudget;
+use ticks::{Epoch, MaybeTick, Tick};
 
 /// Cap deadlines: nothing we watch outlives `max_watch`, and a bounded
 /// horizon keeps instant arithmetic far from overflow.
@@ -115,99 +118,32 @@ pub struct Scheduler {
     /// by `len`.
     removed_in_flight: usize,
     learning: Learning,
+    /// What every watch's ticks count from.
+    epoch: Epoch,
 }
 
-/// What learned polling (issue 11) keeps. Kept beside `watches`, not in
-/// `Watch`, so a watch stays small; every watch told its flow has an
-/// entry whatever the policy, so a reload to `learned` finds them.
-#[derive(Debug, Default)]
-struct Learning {
-    policy: SchedulePolicy,
-    exponential: Option<Exponential>,
-    models: Models,
-    keys: Vec<ModelKey>,
-    key_index: HashMap<ModelKey, u32>,
-    /// Per watch: its model key and, once an answer said, when its
-    /// execution started.
-    watches: HashMap<WatchId, (u32, Option<Instant>)>,
-    /// A schedule per model key and when it was built; dropped when a model
-    /// changes, rebuilt after `interval_initial` so the censored ages of the
-    /// running watches stay fresh without a scan per poll.
-    schedules: HashMap<u32, (Instant, Option<learned::Schedule>)>,
-}
-
-impl Learning {
-    fn new(policy: &PollSettings) -> Learning {
-        Learning {
-            policy: policy.schedule,
-            exponential: Some(Exponential::from_settings(policy)),
-            ..Learning::default()
-        }
-    }
-
-    fn key(&mut self, key: ModelKey) -> u32 {
-        if let Some(&index) = self.key_index.get(&key) {
-            return index;
-        }
-        let index = self.keys.len() as u32;
-        self.keys.push(key.clone());
-        self.key_index.insert(key, index);
-        index
-    }
-
-    /// The learned delay after a no-change poll of `id` at `now`; `None`
-    /// under the exponential policy, for a watch whose flow or start is not
-    /// known, or with nothing learned.
-    fn next_delay(&mut self, id: WatchId, now: Instant) -> Option<Duration> {
-        if self.policy != SchedulePolicy::Learned {
-            return None;
-        }
-        let &(key, Some(started_at)) = self.watches.get(&id)? else {
-            return None;
-        };
-        let policy = self.exponential?;
-        let fresh = |(built_at, _): &(Instant, _)| {
-            now.saturating_duration_since(*built_at) < policy.initial
-        };
-        if !self.schedules.get(&key).is_some_and(fresh) {
-            let running: Vec<Duration> = self
-                .watches
-                .values()
-                .filter(|(k, _)| *k == key)
-                .filter_map(|(_, started)| Some(now.saturating_duration_since((*started)?)))
-                .collect();
-            let schedule = self
-                .models
-                .estimate(&self.keys[key as usize], &running)
-                .map(|(estimate, _)| estimate.schedule(&policy, None));
-            self.schedules.insert(key, (now, schedule));
-        }
-        let (_, schedule) = self.schedules.get(&key).expect("built above");
-        Some(
-            schedule
-                .as_ref()?
-                .next_delay(now.saturating_duration_since(started_at)),
-        )
-    }
-}
-
-/// One watch's state, 96 bytes; with its map and waiting-set entries about
-/// 160 bytes (see `a_watch_costs_well_under_200_bytes`).
+/// One watch's state, 80 bytes (instants as 8-byte ticks, exact); with its
+/// map and waiting-set entries about 140 bytes (see
+/// `a_watch_costs_well_under_200_bytes` and `a_watch_stays_80_bytes`).
 #[derive(Debug, Clone)]
 struct Watch {
     /// When it is due while waiting; when its request started while in flight.
-    at: Instant,
+    at: Tick,
+    /// `max_watch` ends here.
+    deadline: Tick,
+    /// The first `NotFound` of the current streak.
+    not_found_since: MaybeTick,
+    /// Learned polling's part (`learning.rs`): when its execution started.
+    started_at: MaybeTick,
+    delays: Delays,
     /// Its place in line, as milliseconds before `at` (saturating): while
     /// waiting, how much earlier than its due time its place is (a retry
     /// keeps an earlier place); while in flight, how long it had waited past
     /// its place when its request started.
     lag_ms: u32,
-    /// `max_watch` ends here.
-    deadline: Instant,
-    /// The first `NotFound` of the current streak.
-    not_found_since: Option<Instant>,
-    delays: Delays,
     region: u32,
+    /// Learned polling's part: its model, `NO_MODEL` until its flow is told.
+    model: u32,
     in_flight: bool,
     /// Removed while in flight: forgotten when its result comes.
     removed: bool,
@@ -224,19 +160,28 @@ struct Region {
 
 impl Watch {
     /// Its place in line: `at` less `lag_ms`.
-    fn place(&self) -> Instant {
+    fn place(&self, epoch: Epoch) -> Instant {
+        let at = epoch.instant(self.at);
         let lag = Duration::from_millis(self.lag_ms.into());
-        self.at.checked_sub(lag).unwrap_or(self.at)
+        at.checked_sub(lag).unwrap_or(at)
     }
 
     /// Its entry in its region's queue while it waits.
-    fn entry(&self, id: WatchId) -> Entry {
+    fn entry(&self, id: WatchId, epoch: Epoch) -> Entry {
         let lane = if self.polled { Lane::Polled } else { Lane::New };
         Entry {
             lane,
-            place: self.place(),
+            place: self.place(epoch),
             id,
-            due: self.at,
+            due: epoch.instant(self.at),
+        }
+    }
+
+    /// What learned polling reads of it.
+    fn learning(&self) -> PerWatch {
+        PerWatch {
+            model: self.model,
+            started_at: self.started_at,
         }
     }
 }
@@ -258,59 +203,8 @@ impl Scheduler {
             in_flight: 0,
             removed_in_flight: 0,
             learning: Learning::new(policy),
+            epoch: Epoch::new(Instant::now()),
         }
-    }
-
-    /// Tells learned polling which (flow, alias) `id` watches; its model is
-    /// (its region, `flow`, `alias`). Unknown ids are ignored.
-    pub fn set_flow(&mut self, id: WatchId, flow: &str, alias: &str) {
-        let Some(watch) = self.watches.get(&id) else {
-            return;
-        };
-        let region = self
-            .region_index
-            .iter()
-            .find(|(_, i)| **i == watch.region)
-            .map(|(name, _)| name.clone())
-            .expect("every watch's region is indexed");
-        let key = self.learning.key(ModelKey {
-            region,
-            flow: flow.to_string(),
-            alias: alias.to_string(),
-        });
-        self.learning.watches.insert(id, (key, None));
-    }
-
-    /// Tells learned polling when `id`'s execution started (its
-    /// `startedAt`, on the scheduler's clock); its age is counted from here.
-    pub fn started(&mut self, id: WatchId, started_at: Instant) {
-        if let Some((_, started)) = self.learning.watches.get_mut(&id) {
-            *started = Some(started_at);
-        }
-    }
-
-    /// Learns from a terminal answer: an execution of (`region`, `flow`,
-    /// `alias`) took `duration` (`endedAt − startedAt`).
-    pub fn observe(&mut self, region: &str, flow: &str, alias: &str, duration: Duration) {
-        let key = ModelKey {
-            region: region.to_string(),
-            flow: flow.to_string(),
-            alias: alias.to_string(),
-        };
-        self.learning.models.observe_ended(&key, duration);
-        // Borrowing (flow, region) levels may change too: rebuild them all.
-        self.learning.schedules.clear();
-    }
-
-    /// Every duration model learned so far (for `[state]`).
-    pub fn models(&self) -> &Models {
-        &self.learning.models
-    }
-
-    /// Starts from models saved earlier (replacing any learned so far).
-    pub fn restore_models(&mut self, models: Models) {
-        self.learning.models = models;
-        self.learning.schedules.clear();
     }
 
     /// Adds a watch, due at once (the contract: a new watch is polled at
@@ -326,12 +220,14 @@ impl Scheduler {
         self.watches.insert(
             id,
             Watch {
-                at: now,
-                lag_ms: 0,
-                deadline,
-                not_found_since: None,
+                at: self.epoch.tick(now),
+                deadline: self.epoch.tick(deadline),
+                not_found_since: MaybeTick::NONE,
+                started_at: MaybeTick::NONE,
                 delays: self.intervals.fresh(),
+                lag_ms: 0,
                 region,
+                model: NO_MODEL,
                 in_flight: false,
                 removed: false,
                 polled: false,
@@ -360,9 +256,8 @@ impl Scheduler {
             }
             return;
         }
-        let (entry, region) = (watch.entry(id), watch.region);
+        let (entry, region) = (watch.entry(id, self.epoch), watch.region);
         self.watches.remove(&id);
-        self.learning.watches.remove(&id);
         self.regions[region as usize].queue.remove(entry);
     }
 
@@ -405,7 +300,7 @@ impl Scheduler {
             .get_mut(&id)
             .expect("every waiting entry has a watch");
         watch.in_flight = true;
-        watch.at = now;
+        watch.at = self.epoch.tick(now);
         watch.polled = true;
         watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
         self.in_flight += 1;
@@ -437,11 +332,11 @@ impl Scheduler {
             return Next::Done;
         };
         if !watch.in_flight {
-            return Next::PollAt(watch.at);
+            return Next::PollAt(self.epoch.instant(watch.at));
         }
         watch.in_flight = false;
         self.in_flight -= 1;
-        let sent_at = watch.at;
+        let sent_at = self.epoch.instant(watch.at);
         let budget = &mut self.regions[watch.region as usize].budget;
         match outcome {
             Outcome::Throttled { .. } => {
@@ -454,22 +349,20 @@ impl Scheduler {
         if watch.removed {
             self.removed_in_flight -= 1;
             self.watches.remove(&id);
-            self.learning.watches.remove(&id);
             return Next::Done;
         }
         match self.decide(id, outcome, now) {
             Ok((place, due)) => {
                 let watch = self.watches.get_mut(&id).expect("decide keeps the watch");
-                watch.at = due;
+                watch.at = self.epoch.tick(due);
                 watch.lag_ms = u32::try_from((due - place).as_millis()).unwrap_or(u32::MAX);
                 self.regions[watch.region as usize]
                     .queue
-                    .push(watch.entry(id));
+                    .push(watch.entry(id, self.epoch));
                 Next::PollAt(due)
             }
             Err(next) => {
                 self.watches.remove(&id);
-                self.learning.watches.remove(&id);
                 next
             }
         }
@@ -486,23 +379,30 @@ impl Scheduler {
         // Issue 11: a learned delay replaces the no-change delay (the
         // exponential state still advances, for a fallback later).
         let learned = match outcome {
-            Outcome::Unchanged | Outcome::Changed => self.learning.next_delay(id, now),
+            Outcome::Unchanged | Outcome::Changed => self.learned_delay(id, now),
             _ => None,
         };
-        let intervals = &self.intervals;
+        let (intervals, epoch) = (&self.intervals, self.epoch);
         let watch = self.watches.get_mut(&id).expect("record checked the id");
-        let mut latest = watch.deadline;
+        let deadline = epoch.instant(watch.deadline);
+        let mut latest = deadline;
         if matches!(outcome, Outcome::Unchanged | Outcome::Changed) {
-            watch.not_found_since = None; // a success ends the streak
+            watch.not_found_since = MaybeTick::NONE; // a success ends the streak
         }
         // Far enough to be capped by `latest` below when the sum overflows.
-        let after = |delay: Duration| now.checked_add(delay).unwrap_or(watch.deadline);
+        let after = |delay: Duration| now.checked_add(delay).unwrap_or(deadline);
         let mut place = None;
         let due = match outcome {
             Outcome::Terminal => return Err(Next::Done),
             Outcome::Invalid => return Err(Next::Abandon(Reason::Invalid)),
             Outcome::NotFound => {
-                let since = *watch.not_found_since.get_or_insert(now);
+                let since = match watch.not_found_since.get() {
+                    Some(since) => epoch.instant(since),
+                    None => {
+                        watch.not_found_since = epoch.tick(now).into();
+                        now
+                    }
+                };
                 let grace_ends_at = since + grace;
                 if now >= grace_ends_at {
                     return Err(Next::Abandon(Reason::NotFound));
@@ -533,7 +433,7 @@ impl Scheduler {
                 // other answer: a watch that always fails must not hold an
                 // old place and starve the others (issue 7.12).
                 if matches!(outcome, Outcome::Throttled { .. }) {
-                    place = Some(watch.place());
+                    place = Some(watch.place(epoch));
                 }
                 let due = after(backoff);
                 match retry_after {
@@ -543,7 +443,7 @@ impl Scheduler {
             }
             Outcome::AccessDenied => after(intervals.after_access_denied()),
         };
-        if now >= watch.deadline {
+        if now >= deadline {
             return Err(Next::Abandon(match outcome {
                 Outcome::AccessDenied => Reason::AccessDenied,
                 _ => Reason::MaxWatch,
@@ -559,15 +459,16 @@ impl Scheduler {
         let Some(watch) = self.watches.get_mut(&id) else {
             return;
         };
-        if watch.in_flight || watch.at <= now {
+        let epoch = self.epoch;
+        if watch.in_flight || epoch.instant(watch.at) <= now {
             return;
         }
         let queue = &mut self.regions[watch.region as usize].queue;
-        queue.remove(watch.entry(id));
-        let place = watch.place().min(now);
-        watch.at = now;
+        queue.remove(watch.entry(id, epoch));
+        let place = watch.place(epoch).min(now);
+        watch.at = epoch.tick(now);
         watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
-        queue.push(watch.entry(id));
+        queue.push(watch.entry(id, epoch));
     }
 
     /// Takes a token of `region`'s budget and an in-flight slot for a
@@ -671,9 +572,7 @@ impl Scheduler {
     pub fn set_policy(&mut self, policy: &PollSettings, now: Instant) {
         let max_watch_was = self.max_watch;
         self.intervals = Intervals::new(policy);
-        self.learning.policy = policy.schedule;
-        self.learning.exponential = Some(Exponential::from_settings(policy));
-        self.learning.schedules.clear();
+        self.learning.set_policy(policy);
         self.rate_limit = policy.rate_limit;
         self.max_in_flight = policy.max_in_flight.max(1);
         self.max_watch = policy.max_watch.min(HORIZON);
@@ -682,13 +581,16 @@ impl Scheduler {
             region.budget.set_limit(policy.rate_limit, now);
         }
         if self.max_watch != max_watch_was {
+            let epoch = self.epoch;
             for watch in self.watches.values_mut() {
-                watch.deadline = if self.max_watch > max_watch_was {
-                    watch.deadline + (self.max_watch - max_watch_was)
+                let deadline = epoch.instant(watch.deadline);
+                let moved = if self.max_watch > max_watch_was {
+                    deadline + (self.max_watch - max_watch_was)
                 } else {
                     let cut = max_watch_was - self.max_watch;
-                    watch.deadline.checked_sub(cut).unwrap_or(now)
+                    deadline.checked_sub(cut).unwrap_or(now)
                 };
+                watch.deadline = epoch.tick(moved);
             }
         }
     }
