@@ -190,16 +190,7 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Watch;
     use super::*;
-
-    #[test]
-    fn a_watch_with_its_learning_stays_80_bytes() {
-        // One per watch (100,000 in docs/benchmarks.md's memory bench): the
-        // learned part lives in the watch's padding, not in a map beside it.
-        assert_eq!(std::mem::size_of::<Watch>(), 80);
-        assert_eq!(std::mem::size_of::<(WatchId, Watch)>(), 88);
-    }
 
     #[test]
     fn a_start_told_before_the_flow_is_ignored() {

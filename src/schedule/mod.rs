@@ -16,27 +16,33 @@
 //! - `max_watch` is a per-watch deadline; `not_found_grace` bounds a streak
 //!   of `ResourceNotFoundException`.
 //!
-//! Why one file of this size: the scheduler's one state (watches, regions,
-//! in-flight, learned models) and the rules that change it; the queue, rate
-//! and intervals are already files of their own.
+//! This file is the scheduler's state and the rules that change it. Beside
+//! it: `outcome` (its vocabulary), `timing` (one watch's compact state, with
+//! `ticks`), `learning` (learned polling's per-watch part and its wiring;
+//! the model is `learned`), `tokens` (requests that are not polls).
 
 pub mod interval;
 pub mod learned;
 mod learning;
+mod outcome;
 mod queue;
 pub mod rate;
 mod ticks;
+mod timing;
+mod tokens;
 
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::PollSettings;
-use interval::{Delays, Intervals};
-use learning::{Learning, NO_MODEL, PerWatch};
+use interval::Intervals;
+use learning::{Learning, NO_MODEL};
+pub use outcome::{Next, Outcome, Reason};
 use queue::{DueQueue, Entry, Lane};
 use rate::RateBudget;
-use ticks::{Epoch, MaybeTick, Tick};
+use ticks::{Epoch, MaybeTick};
+use timing::Watch;
 
 /// Cap deadlines: nothing we watch outlives `max_watch`, and a bounded
 /// horizon keeps instant arithmetic far from overflow.
@@ -49,57 +55,6 @@ const MIN_RETRY: Duration = Duration::from_millis(1);
 /// process, so a late result for a removed watch is recognised and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WatchId(pub u64);
-
-/// What a poll told the scheduler (the daemon derives it from the
-/// `PollOutcome` and the transition tracker).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Same non-terminal status as before: the no-change delay grows.
-    Unchanged,
-    /// A new non-terminal status: the no-change delay resets.
-    Changed,
-    /// A terminal status: the watch is done.
-    Terminal,
-    Throttled {
-        retry_after: Option<Duration>,
-    },
-    Failed {
-        retry_after: Option<Duration>,
-    },
-    NotFound,
-    Invalid,
-    AccessDenied,
-}
-
-/// Why a watch stopped without a terminal status (the contract's `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    NotFound,
-    Invalid,
-    AccessDenied,
-    MaxWatch,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NotFound => "not_found",
-            Reason::Invalid => "invalid",
-            Reason::AccessDenied => "access_denied",
-            Reason::MaxWatch => "max_watch",
-        }
-    }
-}
-
-/// What to do with a watch after a poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    PollAt(Instant),
-    /// Terminal: the scheduler has forgotten the watch.
-    Done,
-    /// The scheduler has forgotten the watch.
-    Abandon(Reason),
-}
 
 /// The scheduler: every watch's timing state, and one rate budget per region.
 #[derive(Debug)]
@@ -122,68 +77,11 @@ pub struct Scheduler {
     epoch: Epoch,
 }
 
-/// One watch's state, 80 bytes (instants as 8-byte ticks, exact); with its
-/// map and waiting-set entries about 140 bytes (see
-/// `a_watch_costs_well_under_200_bytes` and `a_watch_stays_80_bytes`).
-#[derive(Debug, Clone)]
-struct Watch {
-    /// When it is due while waiting; when its request started while in flight.
-    at: Tick,
-    /// `max_watch` ends here.
-    deadline: Tick,
-    /// The first `NotFound` of the current streak.
-    not_found_since: MaybeTick,
-    /// Learned polling's part (`learning.rs`): when its execution started.
-    started_at: MaybeTick,
-    delays: Delays,
-    /// Its place in line, as milliseconds before `at` (saturating): while
-    /// waiting, how much earlier than its due time its place is (a retry
-    /// keeps an earlier place); while in flight, how long it had waited past
-    /// its place when its request started.
-    lag_ms: u32,
-    region: u32,
-    /// Learned polling's part: its model, `NO_MODEL` until its flow is told.
-    model: u32,
-    in_flight: bool,
-    /// Removed while in flight: forgotten when its result comes.
-    removed: bool,
-    /// A request for it has been sent at least once.
-    polled: bool,
-}
-
 #[derive(Debug)]
 struct Region {
     budget: RateBudget,
     /// Watches waiting for their turn (not in flight).
     queue: DueQueue,
-}
-
-impl Watch {
-    /// Its place in line: `at` less `lag_ms`.
-    fn place(&self, epoch: Epoch) -> Instant {
-        let at = epoch.instant(self.at);
-        let lag = Duration::from_millis(self.lag_ms.into());
-        at.checked_sub(lag).unwrap_or(at)
-    }
-
-    /// Its entry in its region's queue while it waits.
-    fn entry(&self, id: WatchId, epoch: Epoch) -> Entry {
-        let lane = if self.polled { Lane::Polled } else { Lane::New };
-        Entry {
-            lane,
-            place: self.place(epoch),
-            id,
-            due: epoch.instant(self.at),
-        }
-    }
-
-    /// What learned polling reads of it.
-    fn learning(&self) -> PerWatch {
-        PerWatch {
-            model: self.model,
-            started_at: self.started_at,
-        }
-    }
 }
 
 impl Scheduler {
@@ -469,71 +367,6 @@ impl Scheduler {
         watch.at = epoch.tick(now);
         watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
         queue.push(watch.entry(id, epoch));
-    }
-
-    /// Takes a token of `region`'s budget and an in-flight slot for a
-    /// request that is not a poll (a failure-details page, issue 9): every
-    /// request to a region shares its budget and `max_in_flight`. Polls come
-    /// first: the caller asks only after `take_ready` said `None`. `Err`
-    /// says when to ask again: `None` at `max_in_flight` (when one ends).
-    pub fn take_token(&mut self, region: &str, now: Instant) -> Result<(), Option<Instant>> {
-        if self.in_flight >= self.max_in_flight {
-            return Err(None);
-        }
-        let index = self.region(region, now) as usize;
-        let budget = &mut self.regions[index].budget;
-        if budget.ready_at() > now {
-            return Err(Some(budget.ready_at()));
-        }
-        budget.take(now);
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    /// The earliest instant at or after `due` that `take_token` could
-    /// succeed for `region`; `None` at `max_in_flight`.
-    pub fn token_wakeup(&self, region: &str, due: Instant) -> Option<Instant> {
-        if self.in_flight >= self.max_in_flight {
-            return None;
-        }
-        Some(match self.region_index.get(region) {
-            Some(&i) => due.max(self.regions[i as usize].budget.ready_at()),
-            None => due,
-        })
-    }
-
-    /// Frees the slot of a `take_token` request sent at `sent_at`; its
-    /// answer teaches the region's budget as a poll's would (`Throttled`
-    /// lowers the rate, `Failed` says nothing, anything else is a success).
-    pub fn token_done(&mut self, region: &str, answer: &Outcome, sent_at: Instant, now: Instant) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let Some(&index) = self.region_index.get(region) else {
-            return;
-        };
-        let budget = &mut self.regions[index as usize].budget;
-        match answer {
-            Outcome::Throttled { .. } => {
-                budget.on_throttled(sent_at, now);
-            }
-            Outcome::Failed { .. } => {}
-            _ => budget.on_success(sent_at, now),
-        }
-    }
-
-    /// The current adapted rate of a region, requests per second (the
-    /// `rate_limit` field of `poll.throttled`); `rate_limit` for a region
-    /// with no watch yet.
-    pub fn rate(&self, region: &str) -> f64 {
-        self.region_index
-            .get(region)
-            .map_or(self.rate_limit, |&i| self.regions[i as usize].budget.rate())
-    }
-
-    /// Every region seen so far with its adapted rate, for metrics.
-    pub fn rates(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.region_index
-            .iter()
-            .map(|(name, &i)| (name.as_str(), self.regions[i as usize].budget.rate()))
     }
 
     /// Watches known (waiting or in flight), not counting removed ones.
