@@ -80,19 +80,29 @@ impl WatchKey {
     /// or the identity itself; no id or region holds a `:` or a `/`.
     fn parts(&self) -> [&str; 4] {
         let name = &*self.0;
-        let Some(arn) = name.strip_prefix("arn:") else {
+        let Some((scope, resource)) = split_arn(name) else {
             let mut parts = name.splitn(4, '/');
             return std::array::from_fn(|_| parts.next().unwrap_or(""));
         };
-        let mut fields = arn.splitn(5, ':');
-        let region = fields.nth(2).unwrap_or("");
-        let mut resource = fields.nth(1).unwrap_or("").split('/');
-        // flow/F/alias/A/execution/E
+        // arn:P:bedrock:R:A: and flow/F/alias/A/execution/E
+        let region = scope.rsplit(':').nth(2).unwrap_or("");
+        let mut resource = resource.split('/');
         let flow = resource.nth(1).unwrap_or("");
         let alias = resource.nth(1).unwrap_or("");
         let execution = resource.nth(1).unwrap_or("");
         [region, flow, alias, execution]
     }
+}
+
+/// An ARN name's scope (`arn:P:bedrock:R:A:`, with its last colon) and
+/// resource; `None` for a name that is an identity.
+fn split_arn(name: &str) -> Option<(&str, &str)> {
+    if !name.starts_with("arn:") {
+        return None;
+    }
+    // No id holds a colon: the last one ends the scope.
+    let end = name.rfind(':')? + 1;
+    Some(name.split_at(end))
 }
 
 /// Orders two identities as their `/`-joined strings would, without joining.
@@ -144,8 +154,20 @@ impl PartialOrd for WatchKey {
 
 impl Ord for WatchKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            return Ordering::Equal;
+        let (a, b) = (&*self.0, &*other.0);
+        // Fast paths that give the identities' order (a config's watches
+        // mostly share one scope, and sorting them must stay cheap): two
+        // identities order as themselves; two ARNs of one scope order as
+        // their resources, whose fixed words stand at the same places, and
+        // whose ids all end in `/` (or the end) in either spelling.
+        match (split_arn(a), b.starts_with("arn:")) {
+            (None, false) => return a.cmp(b),
+            // `b` starts with `a`'s scope: it is `b`'s scope too (the
+            // resource holds no colon).
+            (Some((scope, _)), true) if b.as_bytes().starts_with(scope.as_bytes()) => {
+                return a.cmp(b);
+            }
+            _ => {}
         }
         cmp_joined(self.parts(), other.parts())
     }
