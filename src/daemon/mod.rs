@@ -388,8 +388,9 @@ impl<F: Fetch + Lister> Daemon<F> {
         self.book.poll_as(&key, id);
     }
 
-    /// `watch` with a region: its own, else the default chain's (shared
-    /// with the config's copy: one string per region, not per watch).
+    /// `watch` with a region: its own (shared with the config's copy, one
+    /// string per region), else the default chain's. `Tracked::region`
+    /// reads it from there.
     fn with_region(&self, watch: Arc<Watch>) -> Arc<Watch> {
         if watch.target.region.is_some() {
             return watch;

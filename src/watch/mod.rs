@@ -283,11 +283,14 @@ impl WatchSet {
     /// set is left as it was.
     pub fn insert(&mut self, watch: Watch, at: Origin) -> Result<(), Box<DuplicateConflict>> {
         let key = watch.key();
-        let Some(existing) = self.by_key.get_mut(&key) else {
-            self.origins.insert(key.clone(), at);
-            self.by_key.insert(key, Arc::new(watch));
+        // One search for a new watch (the common case): a config of 100,000
+        // is 100,000 of them.
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.by_key.entry(key.clone()) {
+            slot.insert(Arc::new(watch));
+            self.origins.insert(key, at);
             return Ok(());
-        };
+        }
+        let existing = self.by_key.get_mut(&key).expect("occupied above");
         for (label, value) in watch.labels.iter() {
             if let Some(first_value) = existing.labels.get(label)
                 && first_value != value
