@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::event::{Event, Subject};
 use crate::poll::{NodeError, Observation, Status};
 use crate::state::{SavedDiscovery, SavedWatch};
+use crate::watch::WatchKey;
 
 /// What one successful poll means for the watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,17 +58,20 @@ pub fn transition_id(execution: &str, to: &Status) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One watch's memory between polls.
+/// One watch's memory between polls, 96 bytes (one per watch: see
+/// `a_tracker_stays_96_bytes`); what few watches have is boxed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracker {
-    /// The execution ARN the config gave, else the watch key: what names the
-    /// execution in `transition_id` until the service names it.
-    fallback_id: String,
+    /// The watch's key when it was added: its name (the execution ARN the
+    /// config gave, else the identity) names the execution in
+    /// `transition_id` until the service names it. A clone of the key's
+    /// shared string, not a copy.
+    fallback_id: WatchKey,
     /// The config gave the execution ARN: nothing to learn.
     arn_given: bool,
     /// The execution ARN the service answered with, for a watch the config
     /// gave by parts (events carry `execution_arn` once it is known).
-    learned_arn: Option<String>,
+    learned_arn: Option<Box<str>>,
     last: Option<Status>,
     polls: u64,
     /// When watching began, for `watched_ms` and `max_watch` (restored
@@ -76,7 +80,7 @@ pub struct Tracker {
     /// Its failure details were reported (issue 9).
     details_reported: bool,
     /// Flow discovery added it (issue 9).
-    discovered: Option<SavedDiscovery>,
+    discovered: Option<Box<SavedDiscovery>>,
 }
 
 /// What one observation meant, with everything its events need.
@@ -113,12 +117,13 @@ pub struct Transition {
 }
 
 impl Tracker {
-    /// A watch not seen before: no status yet, watched from `now`.
-    /// `arn` is the execution ARN the config gave; `key` the watch key.
-    pub fn new(arn: Option<&str>, key: &str, now: SystemTime) -> Tracker {
+    /// A watch not seen before: no status yet, watched from `now`. `key`
+    /// is the watch's key, named by the execution ARN when `arn_given`
+    /// (`WatchKey::of`).
+    pub fn new(key: &WatchKey, arn_given: bool, now: SystemTime) -> Tracker {
         Tracker {
-            fallback_id: arn.unwrap_or(key).to_string(),
-            arn_given: arn.is_some(),
+            fallback_id: key.clone(),
+            arn_given,
             learned_arn: None,
             last: None,
             polls: 0,
@@ -131,15 +136,20 @@ impl Tracker {
     /// A watch resumed from the state file. A `since` in the future (a clock
     /// that went back) counts from `now`; an empty status is a watch saved
     /// before its first answer (it keeps its `since` for `max_watch`).
-    pub fn restore(arn: Option<&str>, key: &str, saved: &SavedWatch, now: SystemTime) -> Tracker {
+    pub fn restore(
+        key: &WatchKey,
+        arn_given: bool,
+        saved: &SavedWatch,
+        now: SystemTime,
+    ) -> Tracker {
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(saved.watched_since_unix_ms);
         Tracker {
             last: (!saved.status.is_empty()).then(|| Status::parse(&saved.status)),
             polls: saved.polls,
             since: if since <= now { since } else { now },
             details_reported: saved.details_reported,
-            discovered: saved.discovered.clone(),
-            ..Tracker::new(arn, key, now)
+            discovered: saved.discovered.clone().map(Box::new),
+            ..Tracker::new(key, arn_given, now)
         }
     }
 
@@ -191,13 +201,13 @@ impl Tracker {
                 .unwrap_or_default()
                 .as_millis() as u64,
             details_reported: self.details_reported,
-            discovered: self.discovered.clone(),
+            discovered: self.discovered.as_deref().cloned(),
         }
     }
 
     /// Flow discovery added it: `record` says so from now on.
     pub fn set_discovered(&mut self, discovered: SavedDiscovery) {
-        self.discovered = Some(discovered);
+        self.discovered = Some(Box::new(discovered));
     }
 
     /// Whether its failure details were reported (or found unavailable).
@@ -214,7 +224,7 @@ impl Tracker {
     pub fn observe(&mut self, observation: &Observation, now: SystemTime) -> Observed {
         if let Some(arn) = self.would_learn(observation) {
             // A watch given by parts learns its ARN from the first answer.
-            self.learned_arn = Some(arn.to_string());
+            self.learned_arn = Some(arn.into());
         }
         let (from, to, terminal) = match observe(self.last.as_ref(), &observation.status) {
             Change::Unchanged => return Observed::Unchanged,
@@ -226,7 +236,7 @@ impl Tracker {
         let execution = observation
             .execution_arn
             .as_deref()
-            .unwrap_or(&self.fallback_id);
+            .unwrap_or(self.fallback_id.as_str());
         let transition_id = transition_id(execution, &to);
         let detect_lag_ms = match (terminal, observation.ended_at) {
             (true, Some(ended)) => Some(millis(now.duration_since(ended).unwrap_or_default())),
@@ -295,6 +305,20 @@ mod tests {
     const ARN: &str =
         "arn:aws:bedrock:us-east-1:123456789012:flow/FLOW123456/alias/ALIAS12345/execution/run-1";
 
+    fn by_arn() -> WatchKey {
+        WatchKey::from_arn(ARN).unwrap()
+    }
+
+    fn by_parts() -> WatchKey {
+        let target = crate::watch::ExecutionRef::parse_parts(
+            "FLOW123456",
+            "ALIAS12345",
+            "run-1",
+            Some("us-east-1"),
+        );
+        WatchKey::of(&target.unwrap())
+    }
+
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
     }
@@ -323,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_terminal_transition_carries_lag_watched_time_and_node_errors() {
-        let mut tracker = Tracker::new(Some(ARN), ARN, at(10));
+        let mut tracker = Tracker::new(&by_arn(), true, at(10));
         tracker.polled();
         let first = transition(tracker.observe(&answer("Running", None), at(20)));
         assert_eq!((first.from, first.terminal), (None, false));
@@ -350,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_watch_by_parts_learns_its_arn_once_and_names_transitions_by_it() {
-        let mut tracker = Tracker::new(None, "us-east-1/F/A/run-1", at(0));
+        let mut tracker = Tracker::new(&by_parts(), false, at(0));
         assert_eq!(
             tracker.would_learn(&answer("Running", Some(ARN))),
             Some(ARN)
@@ -362,17 +386,17 @@ mod tests {
             tracker.would_learn(&answer("Running", Some("arn:other"))),
             None
         );
-        let given = Tracker::new(Some(ARN), ARN, at(0));
+        let given = Tracker::new(&by_arn(), true, at(0));
         assert_eq!(given.would_learn(&answer("Running", Some(ARN))), None);
     }
 
     #[test]
     fn a_record_saved_before_the_first_answer_restores_its_start_without_a_status() {
-        let mut tracker = Tracker::new(None, "key", at(5));
+        let mut tracker = Tracker::new(&by_parts(), false, at(5));
         tracker.polled();
         let saved = tracker.record();
         assert_eq!(saved.status, "");
-        let restored = Tracker::restore(None, "key", &saved, at(100));
+        let restored = Tracker::restore(&by_parts(), false, &saved, at(100));
         assert_eq!(restored.last(), None);
         assert_eq!(restored.watched_for(at(100)), Duration::from_secs(95));
         assert_eq!(restored.polls(), 1);
@@ -380,11 +404,31 @@ mod tests {
 
     #[test]
     fn a_restored_start_in_the_future_counts_from_now() {
-        let mut saved = Tracker::new(None, "key", at(500)).record();
+        let mut saved = Tracker::new(&by_parts(), false, at(500)).record();
         saved.status = "Running".into();
-        let restored = Tracker::restore(None, "key", &saved, at(100));
+        let restored = Tracker::restore(&by_parts(), false, &saved, at(100));
         assert_eq!(restored.watched_for(at(100)), Duration::ZERO);
         assert_eq!(restored.last(), Some(&Status::Running));
+    }
+
+    #[test]
+    fn a_tracker_stays_96_bytes() {
+        // One per watch (100,000 in docs/benchmarks.md's memory bench):
+        // growing it costs every watch.
+        assert_eq!(std::mem::size_of::<Tracker>(), 96);
+    }
+
+    #[test]
+    fn the_transition_id_falls_back_to_the_key_name_without_an_answered_arn() {
+        let mut tracker = Tracker::new(&by_parts(), false, at(0));
+        let first = transition(tracker.observe(&answer("Running", None), at(1)));
+        assert_eq!(
+            first.transition_id,
+            transition_id("us-east-1/FLOW123456/ALIAS12345/run-1", &Status::Running)
+        );
+        let mut given = Tracker::new(&by_arn(), true, at(0));
+        let first = transition(given.observe(&answer("Running", None), at(1)));
+        assert_eq!(first.transition_id, transition_id(ARN, &Status::Running));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(super) fn add_watches(
         counted_to = start;
         let at = Origin {
             file: file.clone(),
-            line: Some(line),
+            line: u32::try_from(line).ok(),
         };
         set.insert(watch, at).map_err(|conflict| {
             let labels = raw.get_ref().labels.as_ref();

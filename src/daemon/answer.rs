@@ -60,7 +60,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             PollOutcome::Throttled { retry_after } => {
                 self.throttled += 1;
                 let tracked = self.book.get(&key).expect("polled watches are tracked");
-                self.edges.metrics.throttled(&tracked.region);
+                self.edges.metrics.throttled(tracked.region());
                 schedule::Outcome::Throttled {
                     retry_after: *retry_after,
                 }
@@ -134,7 +134,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                 event::emit(&Event::Throttled {
                     subject: tracked.subject(),
                     retry_in_ms,
-                    rate_limit: self.scheduler.rate(&tracked.region),
+                    rate_limit: self.scheduler.rate(tracked.region()),
                 });
             }
             (
@@ -241,7 +241,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                 let tracked = self.book.get(key).expect("polled watches are tracked");
                 let target = &tracked.watch.target;
                 self.scheduler.observe(
-                    &tracked.region,
+                    tracked.region(),
                     target.flow.as_str(),
                     target.alias.as_str(),
                     duration,

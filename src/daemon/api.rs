@@ -399,7 +399,7 @@ impl<F: Fetch + Lister> Daemon<F> {
         }
         self.book
             .iter()
-            .find(|t| t.key.as_str() == id || t.key.identity() == id)
+            .find(|t| t.key.as_str() == id || t.key.has_identity(id))
             .map(|t| t.key.clone())
     }
 
@@ -456,7 +456,10 @@ impl<F: Fetch + Lister> Daemon<F> {
             return;
         }
         let wall_now = SystemTime::now();
-        if before.as_ref().map(|b| &b.0) != after.as_ref().map(|a| &a.0) {
+        // Only the API reads it: without one, a map entry per watch polled
+        // would be memory for nothing.
+        if self.api.inbox.is_some() && before.as_ref().map(|b| &b.0) != after.as_ref().map(|a| &a.0)
+        {
             self.api.changed_at.insert(key.clone(), wall_now);
         }
         let ended_now = matches!((&before, &after), (Some((_, None)), Some((_, Some(_)))));
@@ -481,7 +484,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             alias: target.arn.is_none().then(|| target.alias.clone()),
             execution: target.arn.is_none().then(|| target.execution.clone()),
             region: if target.arn.is_none() {
-                Some(tracked.region.to_string())
+                Some(tracked.region().to_string())
             } else {
                 None
             },

@@ -104,7 +104,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             .iter()
             .filter_map(|(key, fetch)| {
                 let due = fetch.due_at()?;
-                let region = &self.book.get(key)?.region;
+                let region = self.book.get(key)?.region();
                 self.scheduler.token_wakeup(region, due)
             })
             .min()
@@ -125,7 +125,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                 self.details.fetches.remove(&key);
                 continue;
             };
-            let region = tracked.region.clone();
+            let region = tracked.region().clone();
             match self.scheduler.take_token(&region, now) {
                 Ok(()) => {}
                 Err(None) => break, // every slot is taken

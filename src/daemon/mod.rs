@@ -357,19 +357,13 @@ impl<F: Fetch + Lister> Daemon<F> {
             self.book.alias(&key, &watch.labels, &keeper);
             return;
         }
-        // Shared with the config's copy: one per region, not per watch.
-        let region: Arc<str> = watch
-            .target
-            .region
-            .clone()
-            .or_else(|| self.edges.default_region.as_deref().map(Arc::from))
-            .expect("resolve_regions ran before any watch is added");
+        let watch = self.with_region(watch);
         let wall_now = SystemTime::now();
-        let arn = watch.target.arn.as_deref();
+        let arn_given = watch.target.arn.is_some();
         let saved = self.edges.restored.watches.remove(key.as_str());
         let tracker = match &saved {
-            Some(saved) => Tracker::restore(arn, key.as_str(), saved, wall_now),
-            None => Tracker::new(arn, key.as_str(), wall_now),
+            Some(saved) => Tracker::restore(&key, arn_given, saved, wall_now),
+            None => Tracker::new(&key, arn_given, wall_now),
         };
         if saved.is_none()
             && let Some(state) = &self.edges.state
@@ -381,7 +375,6 @@ impl<F: Fetch + Lister> Daemon<F> {
         let tracked = self.book.add(Tracked {
             key: key.clone(),
             watch,
-            region,
             id: None,
             tracker,
             ended: None,
@@ -392,7 +385,7 @@ impl<F: Fetch + Lister> Daemon<F> {
             return;
         }
         let watched_for = tracked.tracker.watched_for(wall_now);
-        let id = self.scheduler.insert(&tracked.region, now, watched_for);
+        let id = self.scheduler.insert(tracked.region(), now, watched_for);
         let target = &tracked.watch.target;
         self.scheduler
             .set_flow(id, target.flow.as_str(), target.alias.as_str());
@@ -401,6 +394,22 @@ impl<F: Fetch + Lister> Daemon<F> {
             source: &tracked.watch.source,
         });
         self.book.poll_as(&key, id);
+    }
+
+    /// `watch` with a region: its own (shared with the config's copy, one
+    /// string per region), else the default chain's. `Tracked::region`
+    /// reads it from there.
+    fn with_region(&self, watch: Arc<Watch>) -> Arc<Watch> {
+        if watch.target.region.is_some() {
+            return watch;
+        }
+        let mut watch = Arc::unwrap_or_clone(watch);
+        watch.target.region = self.edges.default_region.as_deref().map(Arc::from);
+        assert!(
+            watch.target.region.is_some(),
+            "resolve_regions ran before any watch is added"
+        );
+        Arc::new(watch)
     }
 
     fn remove(&mut self, key: &WatchKey) {
@@ -437,7 +446,7 @@ impl<F: Fetch + Lister> Daemon<F> {
                 .expect("the scheduler only hands out ids the loop polls");
             tracked.tracker.polled();
             let target = Target {
-                region: tracked.region.clone(),
+                region: tracked.region().clone(),
                 flow: tracked.watch.target.flow.as_str().into(),
                 alias: tracked.watch.target.alias.as_str().into(),
                 execution: tracked.watch.target.execution.as_str().into(),

@@ -16,24 +16,33 @@
 //! - `max_watch` is a per-watch deadline; `not_found_grace` bounds a streak
 //!   of `ResourceNotFoundException`.
 //!
-//! Why one file of this size: the scheduler's one state (watches, regions,
-//! in-flight, learned models) and the rules that change it; the queue, rate
-//! and intervals are already files of their own.
+//! This file is the scheduler's state and the rules that change it. Beside
+//! it: `outcome` (its vocabulary), `timing` (one watch's compact state, with
+//! `ticks`), `learning` (learned polling's per-watch part and its wiring;
+//! the model is `learned`), `tokens` (requests that are not polls).
 
 pub mod interval;
 pub mod learned;
+mod learning;
+mod outcome;
 mod queue;
 pub mod rate;
+mod ticks;
+mod timing;
+mod tokens;
 
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::config::{PollSettings, SchedulePolicy};
-use interval::{Delays, Intervals};
-use learned::{Exponential, ModelKey, Models};
+use crate::config::PollSettings;
+use interval::Intervals;
+use learning::{Learning, NO_MODEL};
+pub use outcome::{Next, Outcome, Reason};
 use queue::{DueQueue, Entry, Lane};
 use rate::RateBudget;
+use ticks::{Epoch, MaybeTick};
+use timing::Watch;
 
 /// Cap deadlines: nothing we watch outlives `max_watch`, and a bounded
 /// horizon keeps instant arithmetic far from overflow.
@@ -46,57 +55,6 @@ const MIN_RETRY: Duration = Duration::from_millis(1);
 /// process, so a late result for a removed watch is recognised and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WatchId(pub u64);
-
-/// What a poll told the scheduler (the daemon derives it from the
-/// `PollOutcome` and the transition tracker).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Same non-terminal status as before: the no-change delay grows.
-    Unchanged,
-    /// A new non-terminal status: the no-change delay resets.
-    Changed,
-    /// A terminal status: the watch is done.
-    Terminal,
-    Throttled {
-        retry_after: Option<Duration>,
-    },
-    Failed {
-        retry_after: Option<Duration>,
-    },
-    NotFound,
-    Invalid,
-    AccessDenied,
-}
-
-/// Why a watch stopped without a terminal status (the contract's `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    NotFound,
-    Invalid,
-    AccessDenied,
-    MaxWatch,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NotFound => "not_found",
-            Reason::Invalid => "invalid",
-            Reason::AccessDenied => "access_denied",
-            Reason::MaxWatch => "max_watch",
-        }
-    }
-}
-
-/// What to do with a watch after a poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    PollAt(Instant),
-    /// Terminal: the scheduler has forgotten the watch.
-    Done,
-    /// The scheduler has forgotten the watch.
-    Abandon(Reason),
-}
 
 /// The scheduler: every watch's timing state, and one rate budget per region.
 #[derive(Debug)]
@@ -115,134 +73,8 @@ pub struct Scheduler {
     /// by `len`.
     removed_in_flight: usize,
     learning: Learning,
-}
-
-/// What learned polling (issue 11) keeps. Kept beside `watches`, not in
-/// `Watch`, so a watch stays small; every watch told its flow has an
-/// entry whatever the policy, so a reload to `learned` finds them.
-#[derive(Debug, Default)]
-struct Learning {
-    policy: SchedulePolicy,
-    exponential: Option<Exponential>,
-    models: Models,
-    keys: Vec<ModelKey>,
-    key_index: HashMap<ModelKey, u32>,
-    /// Per watch: its model key, once an answer said, when its execution
-    /// started, and when an answer last said it was running.
-    watches: HashMap<WatchId, (u32, Option<Instant>, Option<Instant>)>,
-    /// A schedule per model key and when it was built; dropped when a model
-    /// changes, rebuilt after `interval_initial` so the censored ages of the
-    /// running watches stay fresh without a scan per poll.
-    schedules: HashMap<u32, (Instant, Option<learned::Schedule>)>,
-}
-
-impl Learning {
-    fn new(policy: &PollSettings) -> Learning {
-        Learning {
-            policy: policy.schedule,
-            exponential: Some(Exponential::from_settings(policy)),
-            ..Learning::default()
-        }
-    }
-
-    fn key(&mut self, key: ModelKey) -> u32 {
-        if let Some(&index) = self.key_index.get(&key) {
-            return index;
-        }
-        let index = self.keys.len() as u32;
-        self.keys.push(key.clone());
-        self.key_index.insert(key, index);
-        index
-    }
-
-    /// The learned delay after a no-change poll of `id` at `now`; `None`
-    /// under the exponential policy, for a watch whose flow or start is not
-    /// known, or with nothing learned.
-    /// `region` gives the region's rate and watch count, asked only when
-    /// the schedule is rebuilt (issue 11: spend no more than the region's
-    /// share).
-    fn next_delay(
-        &mut self,
-        id: WatchId,
-        now: Instant,
-        region: impl FnOnce() -> (f64, usize),
-    ) -> Option<Duration> {
-        let (key, started_at, seen_at) = self.watches.get_mut(&id)?;
-        *seen_at = Some(now);
-        let (key, Some(started_at)) = (*key, *started_at) else {
-            return None;
-        };
-        if self.policy != SchedulePolicy::Learned {
-            return None;
-        }
-        let policy = self.exponential?;
-        let fresh = |(built_at, _): &(Instant, _)| {
-            now.saturating_duration_since(*built_at) < policy.initial
-        };
-        if !self.schedules.get(&key).is_some_and(fresh) {
-            let running: Vec<Duration> = self
-                .watches
-                .values()
-                .filter(|(k, _, _)| *k == key)
-                .filter_map(|(_, started, _)| Some(now.saturating_duration_since((*started)?)))
-                .collect();
-            let schedule = self
-                .models
-                .estimate(&self.keys[key as usize], &running)
-                .map(|(estimate, _)| {
-                    let (rate, watches) = region();
-                    let share = estimate.share(rate, watches);
-                    estimate.schedule(&policy, Some(share))
-                });
-            self.schedules.insert(key, (now, schedule));
-        }
-        let (_, schedule) = self.schedules.get(&key).expect("built above");
-        Some(
-            schedule
-                .as_ref()?
-                .next_delay(now.saturating_duration_since(started_at)),
-        )
-    }
-}
-
-impl Learning {
-    /// Forgets `id`. A watch that stopped without an end (abandoned,
-    /// removed; not `ended`) ran at least until its last running answer:
-    /// its model learns that as a censored age, not as an ending.
-    fn forget(&mut self, id: WatchId, ended: bool) {
-        let Some((key, started_at, seen_at)) = self.watches.remove(&id) else {
-            return;
-        };
-        if let (false, Some(started_at), Some(seen_at)) = (ended, started_at, seen_at) {
-            let age = seen_at.saturating_duration_since(started_at);
-            self.models.observe_censored(&self.keys[key as usize], age);
-            self.schedules.clear();
-        }
-    }
-}
-
-/// One watch's state, 96 bytes; with its map and waiting-set entries about
-/// 160 bytes (see `a_watch_costs_well_under_200_bytes`).
-#[derive(Debug, Clone)]
-struct Watch {
-    /// When it is due while waiting; when its request started while in flight.
-    at: Instant,
-    /// Its place in line, as milliseconds before `at` (saturating): while
-    /// waiting, how much earlier than its due time its place is (a retry
-    /// keeps an earlier place); while in flight, how long it had waited past
-    /// its place when its request started.
-    lag_ms: u32,
-    /// `max_watch` ends here.
-    deadline: Instant,
-    /// The first `NotFound` of the current streak.
-    not_found_since: Option<Instant>,
-    delays: Delays,
-    region: u32,
-    in_flight: bool,
-    /// Removed while in flight: forgotten when its result comes.
-    removed: bool,
-    /// A request for it has been sent at least once.
-    polled: bool,
+    /// What every watch's ticks count from.
+    epoch: Epoch,
 }
 
 #[derive(Debug)]
@@ -250,25 +82,6 @@ struct Region {
     budget: RateBudget,
     /// Watches waiting for their turn (not in flight).
     queue: DueQueue,
-}
-
-impl Watch {
-    /// Its place in line: `at` less `lag_ms`.
-    fn place(&self) -> Instant {
-        let lag = Duration::from_millis(self.lag_ms.into());
-        self.at.checked_sub(lag).unwrap_or(self.at)
-    }
-
-    /// Its entry in its region's queue while it waits.
-    fn entry(&self, id: WatchId) -> Entry {
-        let lane = if self.polled { Lane::Polled } else { Lane::New };
-        Entry {
-            lane,
-            place: self.place(),
-            id,
-            due: self.at,
-        }
-    }
 }
 
 impl Scheduler {
@@ -288,59 +101,8 @@ impl Scheduler {
             in_flight: 0,
             removed_in_flight: 0,
             learning: Learning::new(policy),
+            epoch: Epoch::new(Instant::now()),
         }
-    }
-
-    /// Tells learned polling which (flow, alias) `id` watches; its model is
-    /// (its region, `flow`, `alias`). Unknown ids are ignored.
-    pub fn set_flow(&mut self, id: WatchId, flow: &str, alias: &str) {
-        let Some(watch) = self.watches.get(&id) else {
-            return;
-        };
-        let region = self
-            .region_index
-            .iter()
-            .find(|(_, i)| **i == watch.region)
-            .map(|(name, _)| name.clone())
-            .expect("every watch's region is indexed");
-        let key = self.learning.key(ModelKey {
-            region,
-            flow: flow.to_string(),
-            alias: alias.to_string(),
-        });
-        self.learning.watches.insert(id, (key, None, None));
-    }
-
-    /// Tells learned polling when `id`'s execution started (its
-    /// `startedAt`, on the scheduler's clock); its age is counted from here.
-    pub fn started(&mut self, id: WatchId, started_at: Instant) {
-        if let Some((_, started, _)) = self.learning.watches.get_mut(&id) {
-            *started = Some(started_at);
-        }
-    }
-
-    /// Learns from a terminal answer: an execution of (`region`, `flow`,
-    /// `alias`) took `duration` (`endedAt − startedAt`).
-    pub fn observe(&mut self, region: &str, flow: &str, alias: &str, duration: Duration) {
-        let key = ModelKey {
-            region: region.to_string(),
-            flow: flow.to_string(),
-            alias: alias.to_string(),
-        };
-        self.learning.models.observe_ended(&key, duration);
-        // Borrowing (flow, region) levels may change too: rebuild them all.
-        self.learning.schedules.clear();
-    }
-
-    /// Every duration model learned so far (for `[state]`).
-    pub fn models(&self) -> &Models {
-        &self.learning.models
-    }
-
-    /// Starts from models saved earlier (replacing any learned so far).
-    pub fn restore_models(&mut self, models: Models) {
-        self.learning.models = models;
-        self.learning.schedules.clear();
     }
 
     /// Adds a watch, due at once (the contract: a new watch is polled at
@@ -356,12 +118,15 @@ impl Scheduler {
         self.watches.insert(
             id,
             Watch {
-                at: now,
-                lag_ms: 0,
-                deadline,
-                not_found_since: None,
+                at: self.epoch.tick(now),
+                deadline: self.epoch.tick(deadline),
+                not_found_since: MaybeTick::NONE,
+                started_at: MaybeTick::NONE,
+                running_at: MaybeTick::NONE,
                 delays: self.intervals.fresh(),
+                lag_ms: 0,
                 region,
+                model: NO_MODEL,
                 in_flight: false,
                 removed: false,
                 polled: false,
@@ -390,9 +155,8 @@ impl Scheduler {
             }
             return;
         }
-        let (entry, region) = (watch.entry(id), watch.region);
-        self.watches.remove(&id);
-        self.learning.forget(id, false);
+        let (entry, region) = (watch.entry(id, self.epoch), watch.region);
+        self.forget(id, false);
         self.regions[region as usize].queue.remove(entry);
     }
 
@@ -435,7 +199,7 @@ impl Scheduler {
             .get_mut(&id)
             .expect("every waiting entry has a watch");
         watch.in_flight = true;
-        watch.at = now;
+        watch.at = self.epoch.tick(now);
         watch.polled = true;
         watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
         self.in_flight += 1;
@@ -467,11 +231,11 @@ impl Scheduler {
             return Next::Done;
         };
         if !watch.in_flight {
-            return Next::PollAt(watch.at);
+            return Next::PollAt(self.epoch.instant(watch.at));
         }
         watch.in_flight = false;
         self.in_flight -= 1;
-        let sent_at = watch.at;
+        let sent_at = self.epoch.instant(watch.at);
         let budget = &mut self.regions[watch.region as usize].budget;
         match outcome {
             Outcome::Throttled { .. } => {
@@ -483,23 +247,21 @@ impl Scheduler {
         }
         if watch.removed {
             self.removed_in_flight -= 1;
-            self.watches.remove(&id);
-            self.learning.forget(id, false);
+            self.forget(id, false);
             return Next::Done;
         }
         match self.decide(id, outcome, now) {
             Ok((place, due)) => {
                 let watch = self.watches.get_mut(&id).expect("decide keeps the watch");
-                watch.at = due;
+                watch.at = self.epoch.tick(due);
                 watch.lag_ms = u32::try_from((due - place).as_millis()).unwrap_or(u32::MAX);
                 self.regions[watch.region as usize]
                     .queue
-                    .push(watch.entry(id));
+                    .push(watch.entry(id, self.epoch));
                 Next::PollAt(due)
             }
             Err(next) => {
-                self.watches.remove(&id);
-                self.learning.forget(id, next == Next::Done);
+                self.forget(id, next == Next::Done);
                 next
             }
         }
@@ -516,33 +278,30 @@ impl Scheduler {
         // Issue 11: a learned delay replaces the no-change delay (the
         // exponential state still advances, for a fallback later).
         let learned = match outcome {
-            Outcome::Unchanged | Outcome::Changed => {
-                let region = self.watches[&id].region;
-                let rate = self.regions[region as usize].budget.rate();
-                let watches = &self.watches;
-                self.learning.next_delay(id, now, || {
-                    let count = watches
-                        .values()
-                        .filter(|w| w.region == region && !w.removed);
-                    (rate, count.count())
-                })
-            }
+            Outcome::Unchanged | Outcome::Changed => self.learned_delay(id, now),
             _ => None,
         };
-        let intervals = &self.intervals;
+        let (intervals, epoch) = (&self.intervals, self.epoch);
         let watch = self.watches.get_mut(&id).expect("record checked the id");
-        let mut latest = watch.deadline;
+        let deadline = epoch.instant(watch.deadline);
+        let mut latest = deadline;
         if matches!(outcome, Outcome::Unchanged | Outcome::Changed) {
-            watch.not_found_since = None; // a success ends the streak
+            watch.not_found_since = MaybeTick::NONE; // a success ends the streak
         }
         // Far enough to be capped by `latest` below when the sum overflows.
-        let after = |delay: Duration| now.checked_add(delay).unwrap_or(watch.deadline);
+        let after = |delay: Duration| now.checked_add(delay).unwrap_or(deadline);
         let mut place = None;
         let due = match outcome {
             Outcome::Terminal => return Err(Next::Done),
             Outcome::Invalid => return Err(Next::Abandon(Reason::Invalid)),
             Outcome::NotFound => {
-                let since = *watch.not_found_since.get_or_insert(now);
+                let since = match watch.not_found_since.get() {
+                    Some(since) => epoch.instant(since),
+                    None => {
+                        watch.not_found_since = epoch.tick(now).into();
+                        now
+                    }
+                };
                 let grace_ends_at = since + grace;
                 if now >= grace_ends_at {
                     return Err(Next::Abandon(Reason::NotFound));
@@ -573,7 +332,7 @@ impl Scheduler {
                 // other answer: a watch that always fails must not hold an
                 // old place and starve the others (issue 7.12).
                 if matches!(outcome, Outcome::Throttled { .. }) {
-                    place = Some(watch.place());
+                    place = Some(watch.place(epoch));
                 }
                 let due = after(backoff);
                 match retry_after {
@@ -583,7 +342,7 @@ impl Scheduler {
             }
             Outcome::AccessDenied => after(intervals.after_access_denied()),
         };
-        if now >= watch.deadline {
+        if now >= deadline {
             return Err(Next::Abandon(match outcome {
                 Outcome::AccessDenied => Reason::AccessDenied,
                 _ => Reason::MaxWatch,
@@ -599,80 +358,16 @@ impl Scheduler {
         let Some(watch) = self.watches.get_mut(&id) else {
             return;
         };
-        if watch.in_flight || watch.at <= now {
+        let epoch = self.epoch;
+        if watch.in_flight || epoch.instant(watch.at) <= now {
             return;
         }
         let queue = &mut self.regions[watch.region as usize].queue;
-        queue.remove(watch.entry(id));
-        let place = watch.place().min(now);
-        watch.at = now;
+        queue.remove(watch.entry(id, epoch));
+        let place = watch.place(epoch).min(now);
+        watch.at = epoch.tick(now);
         watch.lag_ms = u32::try_from((now - place).as_millis()).unwrap_or(u32::MAX);
-        queue.push(watch.entry(id));
-    }
-
-    /// Takes a token of `region`'s budget and an in-flight slot for a
-    /// request that is not a poll (a failure-details page, issue 9): every
-    /// request to a region shares its budget and `max_in_flight`. Polls come
-    /// first: the caller asks only after `take_ready` said `None`. `Err`
-    /// says when to ask again: `None` at `max_in_flight` (when one ends).
-    pub fn take_token(&mut self, region: &str, now: Instant) -> Result<(), Option<Instant>> {
-        if self.in_flight >= self.max_in_flight {
-            return Err(None);
-        }
-        let index = self.region(region, now) as usize;
-        let budget = &mut self.regions[index].budget;
-        if budget.ready_at() > now {
-            return Err(Some(budget.ready_at()));
-        }
-        budget.take(now);
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    /// The earliest instant at or after `due` that `take_token` could
-    /// succeed for `region`; `None` at `max_in_flight`.
-    pub fn token_wakeup(&self, region: &str, due: Instant) -> Option<Instant> {
-        if self.in_flight >= self.max_in_flight {
-            return None;
-        }
-        Some(match self.region_index.get(region) {
-            Some(&i) => due.max(self.regions[i as usize].budget.ready_at()),
-            None => due,
-        })
-    }
-
-    /// Frees the slot of a `take_token` request sent at `sent_at`; its
-    /// answer teaches the region's budget as a poll's would (`Throttled`
-    /// lowers the rate, `Failed` says nothing, anything else is a success).
-    pub fn token_done(&mut self, region: &str, answer: &Outcome, sent_at: Instant, now: Instant) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let Some(&index) = self.region_index.get(region) else {
-            return;
-        };
-        let budget = &mut self.regions[index as usize].budget;
-        match answer {
-            Outcome::Throttled { .. } => {
-                budget.on_throttled(sent_at, now);
-            }
-            Outcome::Failed { .. } => {}
-            _ => budget.on_success(sent_at, now),
-        }
-    }
-
-    /// The current adapted rate of a region, requests per second (the
-    /// `rate_limit` field of `poll.throttled`); `rate_limit` for a region
-    /// with no watch yet.
-    pub fn rate(&self, region: &str) -> f64 {
-        self.region_index
-            .get(region)
-            .map_or(self.rate_limit, |&i| self.regions[i as usize].budget.rate())
-    }
-
-    /// Every region seen so far with its adapted rate, for metrics.
-    pub fn rates(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.region_index
-            .iter()
-            .map(|(name, &i)| (name.as_str(), self.regions[i as usize].budget.rate()))
+        queue.push(watch.entry(id, epoch));
     }
 
     /// Watches known (waiting or in flight), not counting removed ones.
@@ -711,9 +406,7 @@ impl Scheduler {
     pub fn set_policy(&mut self, policy: &PollSettings, now: Instant) {
         let max_watch_was = self.max_watch;
         self.intervals = Intervals::new(policy);
-        self.learning.policy = policy.schedule;
-        self.learning.exponential = Some(Exponential::from_settings(policy));
-        self.learning.schedules.clear();
+        self.learning.set_policy(policy);
         self.rate_limit = policy.rate_limit;
         self.max_in_flight = policy.max_in_flight.max(1);
         self.max_watch = policy.max_watch.min(HORIZON);
@@ -722,13 +415,16 @@ impl Scheduler {
             region.budget.set_limit(policy.rate_limit, now);
         }
         if self.max_watch != max_watch_was {
+            let epoch = self.epoch;
             for watch in self.watches.values_mut() {
-                watch.deadline = if self.max_watch > max_watch_was {
-                    watch.deadline + (self.max_watch - max_watch_was)
+                let deadline = epoch.instant(watch.deadline);
+                let moved = if self.max_watch > max_watch_was {
+                    deadline + (self.max_watch - max_watch_was)
                 } else {
                     let cut = max_watch_was - self.max_watch;
-                    watch.deadline.checked_sub(cut).unwrap_or(now)
+                    deadline.checked_sub(cut).unwrap_or(now)
                 };
+                watch.deadline = epoch.tick(moved);
             }
         }
     }

@@ -1233,7 +1233,12 @@ fn a_short_region_budget_caps_the_learned_spend() {
         let mut age = secs(10);
         let mut count = 0;
         while age < secs(50) {
-            let delay = s.learning.next_delay(id, t0 - secs(10) + age, || region);
+            let this = s.watches[&id].learning();
+            let all: Vec<_> = s.watches.values().map(|w| w.learning()).collect();
+            let now = t0 - secs(10) + age;
+            let delay = s
+                .learning
+                .next_delay(this, all.into_iter(), s.epoch, now, || region);
             age += delay.expect("learned");
             count += 1;
         }

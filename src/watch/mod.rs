@@ -25,28 +25,31 @@ pub use ids::{ExecutionRef, IdError};
 /// knows no account, and the daemon runs with one set of credentials, so it
 /// reaches one account per region. The ARN is kept (in the watch's target,
 /// and as the key's name) for requests and events.
+///
+/// One shared string, 16 bytes: the name (the execution ARN when known, the
+/// same `Arc` as the target's, else the identity itself). The identity is
+/// read from it when compared: every ARN here was built from checked ids, so
+/// its region and ids sit between fixed separators (see `parts`).
 #[derive(Debug, Clone)]
-pub struct WatchKey {
-    id: Arc<str>,
-    /// How the key is shown and saved (the state file): the execution ARN
-    /// when known, else the identity itself.
-    name: Arc<str>,
-}
+pub struct WatchKey(Arc<str>);
 
 impl WatchKey {
     /// The key of an execution however it was named; its name is the ARN
     /// when the reference knows one.
     pub fn of(target: &ExecutionRef) -> WatchKey {
-        let id: Arc<str> = format!(
-            "{}/{}/{}/{}",
-            target.region.as_deref().unwrap_or("-"),
-            target.flow,
-            target.alias,
-            target.execution
-        )
-        .into();
-        let name = target.arn.clone().unwrap_or_else(|| id.clone());
-        WatchKey { id, name }
+        match &target.arn {
+            Some(arn) => WatchKey(arn.clone()),
+            None => WatchKey(
+                format!(
+                    "{}/{}/{}/{}",
+                    target.region.as_deref().unwrap_or("-"),
+                    target.flow,
+                    target.alias,
+                    target.execution
+                )
+                .into(),
+            ),
+        }
     }
 
     /// The key of an execution ARN (as the HTTP API names a watch).
@@ -57,18 +60,78 @@ impl WatchKey {
     /// The name: the execution ARN when known, else `region/flow/alias/execution`.
     /// This is what the state file is keyed by.
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.0
     }
 
     /// `region/flow/alias/execution`, whatever the spelling.
-    pub fn identity(&self) -> &str {
-        &self.id
+    pub fn identity(&self) -> String {
+        self.parts().join("/")
     }
+
+    /// Whether `identity` is this key's `region/flow/alias/execution`
+    /// (without building the string).
+    pub fn has_identity(&self, identity: &str) -> bool {
+        let mut given = identity.splitn(4, '/');
+        self.parts().iter().all(|part| given.next() == Some(part))
+    }
+
+    /// The identity's parts: region, flow, alias, execution. A name is
+    /// either an ARN built by `ExecutionRef` (`arn:P:bedrock:R:A:flow/F/alias/A/execution/E`)
+    /// or the identity itself; no id or region holds a `:` or a `/`.
+    fn parts(&self) -> [&str; 4] {
+        let name = &*self.0;
+        let Some((scope, resource)) = split_arn(name) else {
+            let mut parts = name.splitn(4, '/');
+            return std::array::from_fn(|_| parts.next().unwrap_or(""));
+        };
+        // arn:P:bedrock:R:A: and flow/F/alias/A/execution/E
+        let region = scope.rsplit(':').nth(2).unwrap_or("");
+        let mut resource = resource.split('/');
+        let flow = resource.nth(1).unwrap_or("");
+        let alias = resource.nth(1).unwrap_or("");
+        let execution = resource.nth(1).unwrap_or("");
+        [region, flow, alias, execution]
+    }
+}
+
+/// An ARN name's scope (`arn:P:bedrock:R:A:`, with its last colon) and
+/// resource; `None` for a name that is an identity.
+fn split_arn(name: &str) -> Option<(&str, &str)> {
+    if !name.starts_with("arn:") {
+        return None;
+    }
+    // No id holds a colon: the last one ends the scope.
+    let end = name.rfind(':')? + 1;
+    Some(name.split_at(end))
+}
+
+/// Orders two identities as their `/`-joined strings would, without joining.
+fn cmp_joined(a: [&str; 4], b: [&str; 4]) -> Ordering {
+    let last = a.len() - 1;
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let (x, y) = (x.as_bytes(), y.as_bytes());
+        let n = x.len().min(y.len());
+        match x[..n].cmp(&y[..n]) {
+            Ordering::Equal if x.len() == y.len() => continue,
+            Ordering::Equal => {}
+            unequal => return unequal,
+        }
+        // One is a prefix of the other: the shorter goes on with `/`, or
+        // ends at the last part.
+        let (next_x, next_y) = match x.len() < y.len() {
+            true if i == last => return Ordering::Less,
+            false if i == last => return Ordering::Greater,
+            true => (b'/', y[n]),
+            false => (x[n], b'/'),
+        };
+        return next_x.cmp(&next_y);
+    }
+    Ordering::Equal
 }
 
 impl PartialEq for WatchKey {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0 || self.parts() == other.parts()
     }
 }
 
@@ -76,7 +139,10 @@ impl Eq for WatchKey {}
 
 impl Hash for WatchKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
+        for part in self.parts() {
+            state.write(part.as_bytes());
+            state.write_u8(b'/');
+        }
     }
 }
 
@@ -88,13 +154,28 @@ impl PartialOrd for WatchKey {
 
 impl Ord for WatchKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.id.cmp(&other.id)
+        let (a, b) = (&*self.0, &*other.0);
+        // Fast paths that give the identities' order (a config's watches
+        // mostly share one scope, and sorting them must stay cheap): two
+        // identities order as themselves; two ARNs of one scope order as
+        // their resources, whose fixed words stand at the same places, and
+        // whose ids all end in `/` (or the end) in either spelling.
+        match (split_arn(a), b.starts_with("arn:")) {
+            (None, false) => return a.cmp(b),
+            // `b` starts with `a`'s scope: it is `b`'s scope too (the
+            // resource holds no colon).
+            (Some((scope, _)), true) if b.as_bytes().starts_with(scope.as_bytes()) => {
+                return a.cmp(b);
+            }
+            _ => {}
+        }
+        cmp_joined(self.parts(), other.parts())
     }
 }
 
 impl fmt::Display for WatchKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(&self.0)
     }
 }
 
@@ -121,11 +202,11 @@ impl Watch {
 }
 
 /// Where a watch was listed: its file, and the line of its `[[watch]]` table
-/// when known.
+/// when known. One per watch (24 bytes; `u32` lines: no config has 4 billion).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub file: Arc<Path>,
-    pub line: Option<usize>,
+    pub line: Option<u32>,
 }
 
 impl fmt::Display for Origin {
@@ -202,11 +283,14 @@ impl WatchSet {
     /// set is left as it was.
     pub fn insert(&mut self, watch: Watch, at: Origin) -> Result<(), Box<DuplicateConflict>> {
         let key = watch.key();
-        let Some(existing) = self.by_key.get_mut(&key) else {
-            self.origins.insert(key.clone(), at);
-            self.by_key.insert(key, Arc::new(watch));
+        // One search for a new watch (the common case): a config of 100,000
+        // is 100,000 of them.
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.by_key.entry(key.clone()) {
+            slot.insert(Arc::new(watch));
+            self.origins.insert(key, at);
             return Ok(());
-        };
+        }
+        let existing = self.by_key.get_mut(&key).expect("occupied above");
         for (label, value) in watch.labels.iter() {
             if let Some(first_value) = existing.labels.get(label)
                 && first_value != value
@@ -342,7 +426,7 @@ mod tests {
         }
     }
 
-    fn at(file: &str, line: usize) -> Origin {
+    fn at(file: &str, line: u32) -> Origin {
         Origin {
             file: Path::new(file).into(),
             line: Some(line),
@@ -542,6 +626,72 @@ mod tests {
                 "duplicate watch {ARN} conflicts with a.toml:3: label team is \"search\" there and \"ads\" here"
             )
         );
+    }
+
+    #[test]
+    fn a_key_is_one_shared_string() {
+        // Several per watch (the set, the daemon's maps): each costs 16 bytes
+        // and the ARN the target already holds, nothing more.
+        assert_eq!(std::mem::size_of::<WatchKey>(), 16);
+        assert_eq!(std::mem::size_of::<Origin>(), 24);
+        let arn = by_arn(ARN, &[], "a");
+        let key = arn.key();
+        assert!(std::ptr::eq(
+            key.as_str().as_ptr(),
+            arn.target.arn.as_deref().unwrap().as_ptr()
+        ));
+    }
+
+    #[test]
+    fn keys_order_as_their_identities_and_hash_alike_when_equal() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let parts = |region: &str, alias: &str, execution: &str| {
+            in_region(
+                region,
+                Watch {
+                    target: ExecutionRef::parse_parts("FLOW123456", alias, execution, None)
+                        .unwrap(),
+                    ..watch("unused", &[], "a")
+                },
+            )
+            .key()
+        };
+        let arn = |region: &str, alias: &str, execution: &str| {
+            let arn = format!(
+                "arn:aws:bedrock:{region}:123456789012:flow/FLOW123456/alias/{alias}/execution/{execution}"
+            );
+            by_arn(&arn, &[], "a").key()
+        };
+        // Prefixes of each part, and '-' (which sorts before '/').
+        let spellings = [
+            ("us-east-1", "A", "run"),
+            ("us-east-1", "A", "run-1"),
+            ("us-east-1", "A", "run1"),
+            ("us-east-1", "A1", "run"),
+            ("us-east-10", "A", "run"),
+            ("us-east", "A", "run"),
+            ("us-east-1-x", "A", "run"),
+            ("us-east-1", "AB", "r"),
+        ];
+        let mut keys = Vec::new();
+        for (region, alias, execution) in spellings {
+            keys.push(parts(region, alias, execution));
+            keys.push(arn(region, alias, execution));
+        }
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(a.cmp(b), a.identity().cmp(&b.identity()), "{a} vs {b}");
+                if a == b {
+                    assert_eq!(hasher.hash_one(a), hasher.hash_one(b), "{a} vs {b}");
+                }
+            }
+        }
+        let key = arn("us-east-1", "A", "run-1");
+        assert_eq!(key.identity(), "us-east-1/FLOW123456/A/run-1");
+        assert!(key.has_identity("us-east-1/FLOW123456/A/run-1"));
+        assert!(!key.has_identity("us-east-1/FLOW123456/A/run-1/x"));
+        assert!(!key.has_identity("us-east-1/FLOW123456/A"));
     }
 
     #[test]
