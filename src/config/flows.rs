@@ -2,7 +2,6 @@
 //! watches. In: the main file's raw tables. Out: validated `FlowWatch`es,
 //! one per (region, flow, alias), or a `ConfigError` at the offending value.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -112,17 +111,7 @@ pub(super) fn flow_watches(
             Some(value) => parse_since(value.get_ref())
                 .map_err(|problem| src.invalid(value.span(), &key("since"), problem))?,
         };
-        let mut labels = BTreeMap::new();
-        for (name, value) in w.labels.iter().flatten() {
-            if name.is_empty() {
-                return Err(src.invalid(
-                    value.span(),
-                    &key("labels"),
-                    "a label name must not be empty",
-                ));
-            }
-            labels.insert(name.clone(), value.get_ref().clone());
-        }
+        let labels = super::watches::labels(src, w.labels.as_ref(), &key("labels"))?;
         let found = FlowWatch {
             flow: flow.id,
             alias,

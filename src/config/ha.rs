@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::raw::RawHa;
-use super::settings::duration;
+use super::settings::{duration, http_url};
 
 /// Which coordination engine holds the lease and the shared state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,20 +137,7 @@ fn etcd(src: &Source<'_>, raw: &RawHa, table: &Spanned<RawHa>) -> Result<HaBacke
         return Err(src.invalid(endpoints.span(), "ha.endpoints", "must not be empty"));
     }
     for url in endpoints.get_ref() {
-        let rest = url
-            .get_ref()
-            .strip_prefix("http://")
-            .or_else(|| url.get_ref().strip_prefix("https://"));
-        if rest.is_none_or(str::is_empty) {
-            return Err(src.invalid(
-                url.span(),
-                "ha.endpoints",
-                format!(
-                    "must be an http:// or https:// url, not {:?}",
-                    url.get_ref()
-                ),
-            ));
-        }
+        http_url(src, url, "ha.endpoints")?;
     }
     let election = match &raw.election {
         None => "flowwatch".to_string(),

@@ -178,20 +178,7 @@ pub(super) fn aws_settings(
         return Err(src.invalid(profile.span(), "aws.profile", "must not be empty"));
     }
     if let Some(url) = &raw.endpoint_url {
-        let rest = url
-            .get_ref()
-            .strip_prefix("http://")
-            .or_else(|| url.get_ref().strip_prefix("https://"));
-        if rest.is_none_or(str::is_empty) {
-            return Err(src.invalid(
-                url.span(),
-                "aws.endpoint_url",
-                format!(
-                    "must be an http:// or https:// url, not {:?}",
-                    url.get_ref()
-                ),
-            ));
-        }
+        http_url(src, url, "aws.endpoint_url")?;
     }
     Ok(AwsSettings {
         region: raw.region.as_ref().map(|r| r.get_ref().clone()),
@@ -506,6 +493,25 @@ fn count(
             format!("must be between 1 and {MAX_COUNT}, not {}", value.get_ref()),
         )),
     }
+}
+
+/// `url` is an http:// or https:// url with something after the scheme.
+pub(super) fn http_url(src: &Source, url: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .get_ref()
+        .strip_prefix("http://")
+        .or_else(|| url.get_ref().strip_prefix("https://"));
+    if rest.is_none_or(str::is_empty) {
+        return Err(src.invalid(
+            url.span(),
+            key,
+            format!(
+                "must be an http:// or https:// url, not {:?}",
+                url.get_ref()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -149,23 +149,29 @@ fn build_watch(
         target.region = default_region.map(Arc::from);
     }
 
-    let mut labels = BTreeMap::new();
-    for (name, value) in w.labels.iter().flatten() {
-        if name.is_empty() {
-            return Err(src.invalid(
-                value.span(),
-                &key("labels"),
-                "a label name must not be empty",
-            ));
-        }
-        labels.insert(name.clone(), value.get_ref().clone());
-    }
+    let labels = labels(src, w.labels.as_ref(), &key("labels"))?;
 
     Ok(Watch {
         target,
         labels: Arc::new(labels),
         source: file.clone(),
     })
+}
+
+/// A table's `labels`: every name non-empty.
+pub(super) fn labels(
+    src: &Source,
+    raw: Option<&BTreeMap<String, Spanned<String>>>,
+    key: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut labels = BTreeMap::new();
+    for (name, value) in raw.into_iter().flatten() {
+        if name.is_empty() {
+            return Err(src.invalid(value.span(), key, "a label name must not be empty"));
+        }
+        labels.insert(name.clone(), value.get_ref().clone());
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
