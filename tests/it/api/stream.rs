@@ -100,7 +100,8 @@ fn succeeded(frame: &Frame) -> bool {
 #[tokio::test]
 async fn every_event_reaches_two_clients_in_order_and_a_reconnect_resumes() {
     let sim = support::simulator(&execution("run-s", Some(("2s", "Succeeded")))).await;
-    let daemon = Setup::new(&sim, "", "").start().await;
+    let setup = Setup::new(&sim, "", ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     let (mut one, head) = open(daemon.addr, None).await;
     assert!(
         head.to_lowercase()
@@ -142,7 +143,14 @@ async fn every_event_reaches_two_clients_in_order_and_a_reconnect_resumes() {
     assert_eq!(data(&seen_one), data(&seen_two));
 
     // The same JSON as stdout, field for field.
-    let stdout = daemon.child.events();
+    // The stream gets each line just before stdout does: wait for stdout.
+    let stdout = daemon
+        .child
+        .wait_for("the end on stdout", SOON, |e| {
+            let ends = e.named("execution.transition");
+            ends.iter().any(|t| t["to"] == "Succeeded")
+        })
+        .await;
     let printed = stdout.one("execution.transition", |e| e["to"] == "Succeeded");
     assert_eq!(&seen_one.last().unwrap().data, printed);
 
@@ -165,7 +173,8 @@ async fn a_reconnect_past_the_ring_hears_how_many_it_lost() {
         execution("run-2", Some(("300ms", "Succeeded")))
     ))
     .await;
-    let daemon = Setup::new(&sim, "events_buffer = 2", "").start().await;
+    let setup = Setup::new(&sim, "events_buffer = 2", ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     let (mut watcher, _) = open(daemon.addr, None).await;
     assert_eq!(daemon.add("run-1").await.status, 201);
     let first = watcher.next().await.id.unwrap();

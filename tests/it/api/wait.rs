@@ -73,7 +73,8 @@ async fn wait_via_a_daemon_adds_the_watch_and_long_polls_it() {
         execution("run-bad", Some(("300ms", "Aborted")))
     ))
     .await;
-    let daemon = Setup::new(&sim, "", "").start().await;
+    let setup = Setup::new(&sim, "", ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     let via = format!("http://{}", daemon.addr);
     let ok = support::run_to_end(wait(
         &sim,

@@ -106,7 +106,8 @@ async fn watches_are_added_idempotently_listed_read_and_deleted() {
 #[tokio::test]
 async fn bad_input_is_a_400_that_names_the_field() {
     let sim = support::simulator(&execution("run-a", None)).await;
-    let daemon = Setup::new(&sim, "", "").start().await;
+    let setup = Setup::new(&sim, "", ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     let cases = [
         (
             r#"{"execution_arn":"arn:aws:bedrock:us-east-1:1:flow/F"}"#,
@@ -187,7 +188,8 @@ async fn a_long_poll_answers_on_a_transition_and_after_its_wait() {
         execution("run-on", None)
     ))
     .await;
-    let daemon = Setup::new(&sim, "", "").start().await;
+    let setup = Setup::new(&sim, "", ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     assert_eq!(daemon.add("run-ends").await.status, 201);
     assert_eq!(daemon.add("run-on").await.status, 201);
     daemon.until("run-ends", |w| w["status"].is_string()).await;
@@ -285,7 +287,8 @@ async fn full_limits_answer_with_a_clear_json_body() {
     .await;
     let limits =
         "max_api_watches = 1\nmax_long_polls = 1\nmax_sse_clients = 1\nmax_body_bytes = 200";
-    let daemon = Setup::new(&sim, limits, "").start().await;
+    let setup = Setup::new(&sim, limits, ""); // kept: it owns the config folder
+    let daemon = setup.start().await;
     assert_eq!(daemon.add("run-1").await.status, 201);
     let full = daemon.add("run-2").await;
     assert_eq!(full.status, 429, "{}", full.json);
