@@ -14,7 +14,8 @@
 //! `--drop-at S` (issue 7.11) runs the daemon alone against a quota that
 //! falls `--drop-factor` (5) fold S seconds in, and reports the throttled
 //! share in the 5 s after the drop and the goodput before and after it
-//! (from 10 s after the drop on). The
+//! (from 10 s after the drop on); with `TRACE_DROP=1` in the environment it
+//! also prints every request of those 5 s (ms after the drop, status). The
 //! simulator runs in-process (a fresh one per run, quota burst = 1 s worth)
 //! and its request log is the only source of the figures: the same
 //! counting for every contender.
@@ -345,6 +346,10 @@ impl DropFigures {
             figures.requests += 1;
             figures.throttled_overall += u64::from(throttled);
             if record.at >= at && record.at < at + DROP_WINDOW {
+                if std::env::var_os("TRACE_DROP").is_some() {
+                    let ms = (record.at - at).as_secs_f64() * 1e3;
+                    eprintln!("  +{ms:8.1} ms {}", record.status);
+                }
                 figures.requests_after += 1;
                 figures.throttled_after += u64::from(throttled);
             }

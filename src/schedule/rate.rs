@@ -33,13 +33,15 @@
 //!   requests' time after it) measures the granted rate as the successes
 //!   since the decrease, plus one, over that time plus one request's time.
 //!   (c) A burst: within 1 s of a decrease, requests sent after it are
-//!   throttled more often than all answers since it succeeded (typically
-//!   the very first one; a success of a request still in flight at the
-//!   decrease may have taken the token the next one needed). The
-//!   rate drops to `BURST_CUT` (0.2) × the rate the measured decrease of
-//!   this episode set (corrections by (a) and (b) within 1 s of it belong
-//!   to the episode), and the cubic climbs back in the time of 20 requests
-//!   (at least 2 s) instead of 100: the cut is a guess, not a measure.
+//!   throttled at least as often as all answers since it succeeded (the
+//!   very first one, or the second after one success: the server's bucket
+//!   found one token between). The rate drops to `BETA` × `BURST_CUT`
+//!   (0.2) × the rate in force before the episode's measured decrease
+//!   (corrections by (a) and (b) within 1 s of it belong to the episode;
+//!   not the rate that decrease set, which may only halve and would leave
+//!   a start-up far above the quota at a tenth of it), and the cubic climbs
+//!   back in the time of 20 requests (at least 2 s) instead of 100: the
+//!   cut is a guess (a five-fold drop), not a measure.
 //!   Only so does a drop to a small quota cost 2 throttles, not 3-5: at
 //!   20 → 4 req/s the 5 s after the drop hold only ~23 requests.
 //!   Against a steady quota they stay quiet: a decrease lands under it, so
@@ -76,9 +78,9 @@ const LATE_EVIDENCE: u32 = 2;
 /// `FOLLOW_REQUESTS` requests after it, measures the granted rate since it.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
 const FOLLOW_REQUESTS: f64 = 2.0;
-/// Requests sent after a decrease, throttled more often than any answer
-/// since it succeeded within `FOLLOW_WITHIN` of it, cut the rate to this
-/// share of the rate the episode's measured decrease set.
+/// Requests sent after a decrease, throttled at least as often as any
+/// answer since it succeeded within `FOLLOW_WITHIN` of it, cut the rate to
+/// `BETA` × this share of the rate before the episode.
 const BURST_CUT: f64 = 0.2;
 /// After such a cut the cubic climbs back in the time of this many requests
 /// (at least `BURST_RECOVERY_MIN`): the cut was a guess, not a measure.
@@ -126,9 +128,10 @@ struct Decrease {
     /// Answers to requests sent since then: successes, throttles.
     fresh_ok: u32,
     fresh_throttled: u32,
-    /// The rate the episode's measured decrease set, when this is it or a
-    /// correction of it within `FOLLOW_WITHIN`; `None` after a burst cut.
-    measured: Option<f64>,
+    /// The rate in force before the episode's measured decrease, when this
+    /// is it or a correction of it within `FOLLOW_WITHIN`; `None` after a
+    /// burst cut.
+    episode_from: Option<f64>,
 }
 
 impl RateBudget {
@@ -226,9 +229,10 @@ impl RateBudget {
             decrease.fresh_throttled = decrease.fresh_throttled.saturating_add(1);
         }
         let burst = self.decrease.and_then(|d| {
-            let measured = d.measured?;
+            let from = d.episode_from?;
             let soon = now.saturating_duration_since(d.at) < FOLLOW_WITHIN;
-            (soon && d.fresh_ok + d.late_ok < d.fresh_throttled).then_some(measured * BURST_CUT)
+            let burst = d.fresh_ok + d.late_ok <= d.fresh_throttled;
+            (soon && burst).then_some(from * BURST_CUT * BETA)
         });
         if let Some(target) = burst.filter(|&target| target < self.rate) {
             // Issue 7.11: the first request sent after a decrease is
@@ -248,14 +252,14 @@ impl RateBudget {
         let episode = self
             .decrease
             .filter(|d| now.saturating_duration_since(d.at) < FOLLOW_WITHIN)
-            .and_then(|d| d.measured);
+            .and_then(|d| d.episode_from);
         let granted = self
             .granted(now)
             .min(self.rate)
             .max(self.rate * MAX_CUT / BETA);
         self.decrease_to(granted * BETA, now);
         if let Some(d) = self.decrease.as_mut() {
-            d.measured = Some(episode.unwrap_or(d.granted * BETA));
+            d.episode_from = Some(episode.unwrap_or(d.rate_before));
         }
         true
     }
@@ -280,7 +284,7 @@ impl RateBudget {
         }
         self.decrease_to(target, now);
         if let Some(d) = self.decrease.as_mut() {
-            d.measured = decrease.measured;
+            d.episode_from = decrease.episode_from;
         }
         true
     }
@@ -302,7 +306,7 @@ impl RateBudget {
             late_throttled: 0,
             fresh_ok: 0,
             fresh_throttled: 0,
-            measured: None,
+            episode_from: None,
         });
         self.successes_since_decrease = 0;
     }
@@ -618,11 +622,44 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_after_the_first_requests_since_a_decrease_went_through_is_no_burst() {
+    fn one_success_then_a_throttle_after_a_decrease_is_a_burst_too() {
+        // The quota-drop bench: the server's bucket found one token between
+        // the two throttles.
         let t0 = Instant::now();
         let (mut budget, decreased_at) = decreased_from_100(t0);
         budget.on_success(decreased_at + ms(12), decreased_at + ms(14));
         let sent = decreased_at + ms(23);
+        assert!(budget.on_throttled(sent, sent + ms(2)));
+        let rate = budget.rate();
+        assert!((rate - 18.0).abs() < 1e-9, "rate {rate}");
+    }
+
+    #[test]
+    fn a_burst_cut_counts_from_the_rate_before_the_episode_not_a_halved_one() {
+        // Start-up at 25/s against a quota of 5: the first decrease may only
+        // halve (12.5/s); the burst lands at 0.9 × a fifth of 25/s, not of
+        // 12.5/s, which would sit at half the quota for many seconds.
+        let t0 = Instant::now();
+        let mut budget = RateBudget::new(25.0, t0);
+        for k in 0..5 {
+            budget.on_success(t0 + ms(40 * k), t0 + ms(40 * k + 5));
+        }
+        let first = t0 + ms(205);
+        assert!(budget.on_throttled(first - ms(5), first));
+        assert!((budget.rate() - 12.5).abs() < 1e-9, "{}", budget.rate());
+        let sent = first + ms(90);
+        assert!(budget.on_throttled(sent, sent + ms(5)));
+        let rate = budget.rate();
+        assert!((rate - 4.5).abs() < 1e-9, "rate {rate}");
+    }
+
+    #[test]
+    fn a_throttle_after_two_requests_since_a_decrease_went_through_is_no_burst() {
+        let t0 = Instant::now();
+        let (mut budget, decreased_at) = decreased_from_100(t0);
+        budget.on_success(decreased_at + ms(12), decreased_at + ms(14));
+        budget.on_success(decreased_at + ms(23), decreased_at + ms(25));
+        let sent = decreased_at + ms(34);
         assert!(budget.on_throttled(sent, sent + ms(2)));
         let rate = budget.rate();
         assert!(rate >= 45.0 - 1e-9, "rate {rate}: at most halved");
