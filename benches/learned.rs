@@ -365,6 +365,18 @@ async fn run(
     starts: Vec<(Duration, String)>,
     schedule: String,
 ) -> HashMap<String, u64> {
+    let ends: HashMap<String, u32> = (0..scenario.len())
+        .filter_map(|i| {
+            let e = scenario.nth(i)?;
+            let ExecRef::Generated(g, n) = e else {
+                return None;
+            };
+            Some((
+                id_of(&scenario.execution_arn(&e)).to_string(),
+                g.end_at_ms[(n - 1) as usize],
+            ))
+        })
+        .collect();
     let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().expect("an address"))
         .await
         .expect("the simulator binds a loopback port");
@@ -419,6 +431,27 @@ async fn run(
     }
     stop.cancel();
     task.await.expect("the daemon loop does not panic");
+    if let Ok(dir) = std::env::var("LEARNED_DUMP") {
+        let mut out = String::new();
+        let start_of: HashMap<&str, Duration> =
+            starts.iter().map(|(at, arn)| (id_of(arn), *at)).collect();
+        for r in sim.stats().log.iter().filter(|r| !r.execution.is_empty()) {
+            let id = id_of(&r.execution);
+            let start = start_of.get(id).copied().unwrap_or_default();
+            let end = ends.get(id).copied().unwrap_or_default();
+            out += &format!(
+                "{id} {} {end} {} {}\n",
+                start.as_millis(),
+                r.at.as_millis(),
+                r.status
+            );
+        }
+        let name = format!(
+            "{dir}/{}-{schedule}.txt",
+            starts[0].1.rsplit('/').next().unwrap_or("x")
+        );
+        std::fs::write(name, out).expect("write the dump");
+    }
     let mut requests: HashMap<String, u64> = HashMap::new();
     for r in sim.stats().log.iter().filter(|r| !r.execution.is_empty()) {
         *requests.entry(id_of(&r.execution).to_string()).or_default() += 1;
