@@ -24,7 +24,8 @@
 //! seconds) of its execution's start, as a user adding it when starting the run would; the
 //! run lasts the window plus `--tail`, and executions still running then are
 //! reported, not measured. `rate_limit` is set high (1000/s) so the daemon's
-//! own budget does not shape the schedule.
+//! own budget does not shape the schedule. With `LEARNED_DUMP=DIR` every
+//! request is written out too (`write_polls`).
 
 mod common;
 
@@ -365,18 +366,7 @@ async fn run(
     starts: Vec<(Duration, String)>,
     schedule: String,
 ) -> HashMap<String, u64> {
-    let ends: HashMap<String, u32> = (0..scenario.len())
-        .filter_map(|i| {
-            let e = scenario.nth(i)?;
-            let ExecRef::Generated(g, n) = e else {
-                return None;
-            };
-            Some((
-                id_of(&scenario.execution_arn(&e)).to_string(),
-                g.end_at_ms[(n - 1) as usize],
-            ))
-        })
-        .collect();
+    let ends = end_offsets(&scenario);
     let sim = Simulator::spawn(scenario, "127.0.0.1:0".parse().expect("an address"))
         .await
         .expect("the simulator binds a loopback port");
@@ -432,25 +422,7 @@ async fn run(
     stop.cancel();
     task.await.expect("the daemon loop does not panic");
     if let Ok(dir) = std::env::var("LEARNED_DUMP") {
-        let mut out = String::new();
-        let start_of: HashMap<&str, Duration> =
-            starts.iter().map(|(at, arn)| (id_of(arn), *at)).collect();
-        for r in sim.stats().log.iter().filter(|r| !r.execution.is_empty()) {
-            let id = id_of(&r.execution);
-            let start = start_of.get(id).copied().unwrap_or_default();
-            let end = ends.get(id).copied().unwrap_or_default();
-            out += &format!(
-                "{id} {} {end} {} {}\n",
-                start.as_millis(),
-                r.at.as_millis(),
-                r.status
-            );
-        }
-        let name = format!(
-            "{dir}/{}-{schedule}.txt",
-            starts[0].1.rsplit('/').next().unwrap_or("x")
-        );
-        std::fs::write(name, out).expect("write the dump");
+        write_polls(&dir, &starts, &ends, &sim.stats().log);
     }
     let mut requests: HashMap<String, u64> = HashMap::new();
     for r in sim.stats().log.iter().filter(|r| !r.execution.is_empty()) {
@@ -458,4 +430,43 @@ async fn run(
     }
     sim.shutdown().await;
     requests
+}
+
+/// The end offset (ms) of every execution of `scenario`, by id.
+fn end_offsets(scenario: &Scenario) -> HashMap<String, u32> {
+    (0..scenario.len())
+        .filter_map(|i| {
+            let e = scenario.nth(i)?;
+            let ExecRef::Generated(g, n) = e else {
+                return None;
+            };
+            let id = id_of(&scenario.execution_arn(&e)).to_string();
+            Some((id, g.end_at_ms[(n - 1) as usize]))
+        })
+        .collect()
+}
+
+/// `LEARNED_DUMP=DIR`: one line per GetFlowExecution request of a row
+/// (execution id, its start and end offsets, the request's arrival, all in
+/// ms since the simulator started, and the status) to `DIR/<prefix>.txt`,
+/// to see where each schedule spent its polls.
+fn write_polls(
+    dir: &str,
+    starts: &[(Duration, String)],
+    ends: &HashMap<String, u32>,
+    log: &[flowwatch::simulate::RequestRecord],
+) {
+    let start_of: HashMap<&str, Duration> =
+        starts.iter().map(|(at, arn)| (id_of(arn), *at)).collect();
+    let mut out = String::new();
+    for r in log.iter().filter(|r| !r.execution.is_empty()) {
+        let id = id_of(&r.execution);
+        let start = start_of.get(id).map_or(0, Duration::as_millis);
+        let end = ends.get(id).copied().unwrap_or_default();
+        let at = r.at.as_millis();
+        out += &format!("{id} {start} {end} {at} {}\n", r.status);
+    }
+    let first = id_of(&starts[0].1);
+    let prefix = first.rsplit_once('-').map_or(first, |(p, _)| p);
+    std::fs::write(format!("{dir}/{prefix}.txt"), out).expect("write the polls");
 }

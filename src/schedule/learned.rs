@@ -40,6 +40,12 @@
 //!   support: the prior's thin tail out to 25 h would otherwise cost both
 //!   schedules the same dozens of polls at interval_max and the margin
 //!   would come out of the body, where the executions really end.
+//!   Polls follow the density (`Schedule::next_delay`), except that where
+//!   it falls by half or more at a bin edge (past a mode) and at least a
+//!   quarter of a poll's worth lies between the last poll and that edge,
+//!   the poll goes at the edge: within its 10 % bin a sharp mode (every
+//!   run 20 s) may sit anywhere, and a poll placed by the density alone
+//!   could land just before it, with the next one far past it.
 //! - **Censoring.** The first runs seen ending are the short ones; counting
 //!   the still-running ones as not-ended-yet removes that bias. A running
 //!   watch counts with weight `1 − W/N_eff` (W: the decayed weight of ended
@@ -90,6 +96,10 @@ const SPEND: f64 = 0.95;
 /// Polls counted one by one when estimating a schedule's requests; the rest
 /// (a millisecond policy over 25 h) is integrated.
 const MAX_WALK: usize = 4096;
+/// A poll goes at a bin edge where the density falls by this factor...
+const SNAP_DROP: f64 = 2.0;
+/// ...when at least this share of a poll lies between the last poll and it.
+const SNAP_SHARE: f64 = 0.25;
 /// Pseudo-observations spread evenly over the bins.
 const PRIOR_WEIGHT: f64 = 0.5;
 /// A running watch counts fully as censored where the ended sample alone
@@ -271,22 +281,7 @@ impl Estimate {
                 0.25 * left + 0.5 * h[i] + 0.25 * right
             })
         };
-        let mut deaths = smooth(ended);
-        let gone = smooth(censored);
-        for d in deaths.iter_mut() {
-            *d += PRIOR_WEIGHT / BINS as f64;
-        }
-        let mut hazard = [0.0f64; BINS];
-        let mut survival = [1.0f64; BINS + 1];
-        let mut at_risk: f64 = deaths.iter().sum::<f64>() + gone.iter().sum::<f64>();
-        for i in 0..BINS {
-            let n = at_risk - gone[i] / 2.0;
-            // The prior keeps n ≥ deaths[i] > 0.
-            let q = (deaths[i] / n).min(1.0 - 1e-9);
-            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
-            survival[i + 1] = survival[i] * (1.0 - q);
-            at_risk -= deaths[i] + gone[i];
-        }
+        let (hazard, survival) = Estimate::kaplan_meier(&smooth(ended), &smooth(censored));
         let last = (0..BINS).rev().find(|&i| ended[i] + censored[i] > 0.0);
         Estimate {
             edges,
@@ -295,6 +290,28 @@ impl Estimate {
             // One bin more: the smoothing spreads the last bin there.
             support: last.map_or(MAX_SECS, |i| edges[(i + 2).min(BINS)]),
         }
+    }
+
+    /// Hazard per second and survival at each edge, from deaths and
+    /// censorings per bin, with the prior's deaths added.
+    fn kaplan_meier(ended: &[f64; BINS], censored: &[f64; BINS]) -> ([f64; BINS], [f64; BINS + 1]) {
+        let edges = edges();
+        let mut deaths = *ended;
+        for d in deaths.iter_mut() {
+            *d += PRIOR_WEIGHT / BINS as f64;
+        }
+        let mut hazard = [0.0f64; BINS];
+        let mut survival = [1.0f64; BINS + 1];
+        let mut at_risk: f64 = deaths.iter().sum::<f64>() + censored.iter().sum::<f64>();
+        for i in 0..BINS {
+            let n = at_risk - censored[i] / 2.0;
+            // The prior keeps n ≥ deaths[i] > 0.
+            let q = (deaths[i] / n).min(1.0 - 1e-9);
+            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
+            survival[i + 1] = survival[i] * (1.0 - q);
+            at_risk -= deaths[i] + censored[i];
+        }
+        (hazard, survival)
     }
 
     /// P(duration > `age`).
@@ -526,6 +543,15 @@ impl Schedule {
             }
             left -= room;
             at = end.max(at);
+            // Past a mode, poll at the edge where the density falls off
+            // (see the module comment).
+            if i + 1 < BINS
+                && self.density[i + 1] * SNAP_DROP < self.density[i]
+                && 1.0 - left >= SNAP_SHARE
+            {
+                left = 0.0;
+                break;
+            }
             i += 1;
         }
         if left > 0.0 {
