@@ -676,9 +676,10 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_after_a_correction_cuts_to_a_fifth_of_the_measured_rate() {
+    fn a_burst_after_a_correction_cuts_from_the_rate_before_the_episode() {
         // The late answers first correct 90/s to 45/s; the burst then lands
-        // at a fifth of the 90/s the measured decrease set, not of 45/s.
+        // at 0.9 × a fifth of the 100/s before the measured decrease (18/s),
+        // not of the 45/s the correction set.
         let t0 = Instant::now();
         let (mut budget, decreased_at) = decreased_from_100(t0);
         let late = decreased_at - ms(10);

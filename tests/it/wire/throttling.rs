@@ -73,11 +73,14 @@ async fn the_rate_adapts_to_a_quota_well_below_rate_limit() {
         last.2,
         end - start
     );
-    // The budget adapts within the first second already, so its share of
-    // 429s is only a fraction; what counts is that the quota bit.
+    // The budget adapts within the first second already (a burst cut after
+    // two throttles), so its share of 429s there is only a fraction; what
+    // counts is that the quota bit, and that afterwards only the budget's
+    // probes above the quota are throttled: unadapted, 100/s against 20/s
+    // would be 80 %.
     assert!(first.0 >= 2, "the quota bites at start-up: {first:?}");
     assert!(
-        last.2 < first.2 / 3.0,
+        last.0 <= 2 && last.2 <= 0.05,
         "first second {first:?}, last 2 s {last:?}"
     );
     // Still polling near the quota, not starved by the adaptation.
