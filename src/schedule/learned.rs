@@ -281,7 +281,22 @@ impl Estimate {
                 0.25 * left + 0.5 * h[i] + 0.25 * right
             })
         };
-        let (hazard, survival) = Estimate::kaplan_meier(&smooth(ended), &smooth(censored));
+        let mut deaths = smooth(ended);
+        let gone = smooth(censored);
+        for d in deaths.iter_mut() {
+            *d += PRIOR_WEIGHT / BINS as f64;
+        }
+        let mut hazard = [0.0f64; BINS];
+        let mut survival = [1.0f64; BINS + 1];
+        let mut at_risk: f64 = deaths.iter().sum::<f64>() + gone.iter().sum::<f64>();
+        for i in 0..BINS {
+            let n = at_risk - gone[i] / 2.0;
+            // The prior keeps n ≥ deaths[i] > 0.
+            let q = (deaths[i] / n).min(1.0 - 1e-9);
+            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
+            survival[i + 1] = survival[i] * (1.0 - q);
+            at_risk -= deaths[i] + gone[i];
+        }
         let last = (0..BINS).rev().find(|&i| ended[i] + censored[i] > 0.0);
         Estimate {
             edges,
@@ -290,28 +305,6 @@ impl Estimate {
             // One bin more: the smoothing spreads the last bin there.
             support: last.map_or(MAX_SECS, |i| edges[(i + 2).min(BINS)]),
         }
-    }
-
-    /// Hazard per second and survival at each edge, from deaths and
-    /// censorings per bin, with the prior's deaths added.
-    fn kaplan_meier(ended: &[f64; BINS], censored: &[f64; BINS]) -> ([f64; BINS], [f64; BINS + 1]) {
-        let edges = edges();
-        let mut deaths = *ended;
-        for d in deaths.iter_mut() {
-            *d += PRIOR_WEIGHT / BINS as f64;
-        }
-        let mut hazard = [0.0f64; BINS];
-        let mut survival = [1.0f64; BINS + 1];
-        let mut at_risk: f64 = deaths.iter().sum::<f64>() + censored.iter().sum::<f64>();
-        for i in 0..BINS {
-            let n = at_risk - censored[i] / 2.0;
-            // The prior keeps n ≥ deaths[i] > 0.
-            let q = (deaths[i] / n).min(1.0 - 1e-9);
-            hazard[i] = -(1.0 - q).ln() / (edges[i + 1] - edges[i]);
-            survival[i + 1] = survival[i] * (1.0 - q);
-            at_risk -= deaths[i] + censored[i];
-        }
-        (hazard, survival)
     }
 
     /// P(duration > `age`).

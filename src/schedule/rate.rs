@@ -236,11 +236,11 @@ impl RateBudget {
         });
         if let Some(target) = burst.filter(|&target| target < self.rate) {
             // Issue 7.11: the first request sent after a decrease is
-            // throttled too (or most are). Against a steady quota it goes
-            // through: a decrease lands under the quota, so the server's
-            // bucket refills more than one token while we wait for it. So
-            // the quota fell below the new rate, how far nobody can tell
-            // yet: cut deep and climb back fast.
+            // throttled too (or the second, after one success). Against a
+            // steady quota both go through: a decrease lands under the
+            // quota, so the server's bucket refills more than one token
+            // while we wait for each. So the quota fell below the new rate,
+            // how far nobody can tell yet: cut deep and climb back fast.
             self.decrease_to(target, now);
             if let Some(d) = self.decrease.as_mut() {
                 let secs = BURST_RECOVERY_REQUESTS / d.granted;
