@@ -2,7 +2,6 @@
 //! hours of polling in milliseconds, every rule of the contract's polling
 //! behaviour observed through the events the loop emits.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,13 +13,9 @@ use crate::support::capture::Capture;
 use flowwatch::config::{self, Config, LogFormat, LogSettings};
 use flowwatch::daemon::{Daemon, Edges, Reload, Report, Verdict};
 use flowwatch::poll::{FailureKind, PollOutcome};
-use flowwatch::service::http::Health;
-use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
-use flowwatch::state::Snapshot;
 
 use crate::support::Events;
-use crate::support::scripted::{Scripted, failed_with_errors, observed, observed_as};
+use crate::support::scripted::{Scripted, edges, failed_with_errors, observed, observed_as};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -81,16 +76,7 @@ impl TestLoop {
             &settings,
             captured.clone(),
         ));
-        let edges = Edges {
-            default_region: None,
-            state: None,
-            restored: Snapshot::default(),
-            metrics: Arc::new(Metrics::new()),
-            health: Arc::new(Health::new()),
-            notifier: Notifier::disabled(),
-            files: None,
-            once,
-        };
+        let edges = Edges { once, ..edges() };
         let daemon = Daemon::new(config, fetch, edges, Instant::now()).expect("daemon starts");
         let shutdown = CancellationToken::new();
         let (reloads, reload_rx) = mpsc::channel(1);

@@ -4,6 +4,7 @@
 //! the discovery share under a long history, and the combined request rate.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,6 +36,16 @@ fn config(sim: &Simulator, poll: &str, tables: &str) -> TestConfig {
         &sim.endpoint_url(),
         &format!("{}{poll}\n{tables}", fast_poll()),
     )
+}
+
+/// `config` walking every 200 ms, with `[state]` in a folder of its own
+/// (kept while the returned `TempDir` lives).
+fn with_state(sim: &Simulator, tables: &str) -> (tempfile::TempDir, PathBuf, TestConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let state = format!("[state]\npath = \"{}\"\n\n{tables}", path.display());
+    let cfg = config(sim, "list_interval = \"200ms\"", &state);
+    (dir, path, cfg)
 }
 
 fn discovered(events: &Events) -> Vec<&Value> {
@@ -299,17 +310,7 @@ async fn a_discovered_watch_survives_a_restart_through_the_state_file() {
          timeline = [{ at = \"2s\", status = \"Running\" }, { at = \"5s\", status = \"Succeeded\" }]\n",
     )
     .await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let state_path = state_dir.path().join("state.json");
-    let cfg = config(
-        &sim,
-        "list_interval = \"200ms\"",
-        &format!(
-            "[state]\npath = \"{}\"\n\n{}",
-            state_path.display(),
-            flow_table("FLOW123456", "")
-        ),
-    );
+    let (_state_dir, state_path, cfg) = with_state(&sim, &flow_table("FLOW123456", ""));
     let first = Spawned::start(flowwatch(&cfg.path, &["run"]));
     first
         .wait_for("run-long found", secs(20), |e| {
@@ -347,17 +348,8 @@ async fn an_ended_execution_retired_before_a_restart_is_not_reported_again_after
     // records in `[state]`, the second daemon would list run-a again and
     // report it as new.
     let sim = simulator(&execution("FLOW123456", "run-a", 0)).await;
-    let state_dir = tempfile::tempdir().unwrap();
-    let state_path = state_dir.path().join("state.json");
-    let cfg = config(
-        &sim,
-        "list_interval = \"200ms\"",
-        &format!(
-            "[state]\npath = \"{}\"\n\n{}",
-            state_path.display(),
-            flow_table("FLOW123456", "since = \"1h\"")
-        ),
-    );
+    let (_state_dir, state_path, cfg) =
+        with_state(&sim, &flow_table("FLOW123456", "since = \"1h\""));
     let first = run_once(&cfg.path).await;
     assert_eq!(first.exit_code, 0, "{}\n{}", first.events, first.stderr);
     assert_eq!(discovered(&first.events).len(), 1, "{}", first.events);

@@ -307,17 +307,23 @@ async fn sigterm_on_the_leader_hands_over_before_the_lease_could_expire() {
 /// Starts `a` until it leads and `b` until it stands by, then waits for
 /// `a`'s first transition: a pair at work.
 pub async fn start_pair(a: &Instance, b: &Instance) -> (Spawned, Spawned) {
+    let (first, second) = lead_and_stand_by(a, b).await;
+    first
+        .wait_for("a to poll", SOON, |e| {
+            !e.named("execution.transition").is_empty()
+        })
+        .await;
+    (first, second)
+}
+
+/// Starts `a` until it leads, then `b` until it stands by naming `a`.
+pub async fn lead_and_stand_by(a: &Instance, b: &Instance) -> (Spawned, Spawned) {
     let first = a.start();
     first.wait_for("a to lead", SOON, leading).await;
     let second = b.start();
     second
         .wait_for("b to stand by, naming a", SOON, |e| {
             e.named("ha.standby").iter().any(|s| s["leader"] == "a")
-        })
-        .await;
-    first
-        .wait_for("a to poll", SOON, |e| {
-            !e.named("execution.transition").is_empty()
         })
         .await;
     (first, second)
@@ -392,14 +398,7 @@ async fn the_api_and_the_watched_files_follow_the_leader() {
     let (addr_a, addr_b) = (api::free_addr(), api::free_addr());
     let a = Instance::new(&sim, &etcd, "a", "api", &["run-c"]).with_http(addr_a);
     let b = Instance::new(&sim, &etcd, "b", "api", &["run-c"]).with_http(addr_b);
-    let first = a.start();
-    first.wait_for("a to lead", SOON, leading).await;
-    let second = b.start();
-    second
-        .wait_for("b to stand by, naming a", SOON, |e| {
-            e.named("ha.standby").iter().any(|s| s["leader"] == "a")
-        })
-        .await;
+    let (first, second) = lead_and_stand_by(&a, &b).await;
 
     // A standby's API refuses, naming the leader.
     let refused = request(addr_b, "GET", "/v1/watches", None).await;

@@ -2,7 +2,6 @@
 //! fetcher (issue 12): a leader whose renewal deadline passes sends nothing
 //! more, even if nobody tells the loop, and polls again once re-opened.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -10,30 +9,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use flowwatch::config;
-use flowwatch::daemon::{Daemon, Edges};
+use flowwatch::daemon::Daemon;
 use flowwatch::ha::Gate;
-use flowwatch::service::http::Health;
-use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
-use flowwatch::state::Snapshot;
 
-use crate::support::scripted::{Scripted, observed};
+use crate::support::scripted::{Scripted, edges, observed};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-fn edges() -> Edges {
-    Edges {
-        default_region: None,
-        state: None,
-        restored: Snapshot::default(),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,8 +6,8 @@
 //! runs in `spawn_blocking`, and while a blocking task runs tokio does not
 //! auto-advance a paused clock, so the test moves the clock by hand.
 
+use std::sync::Mutex;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,12 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::Events;
 use crate::support::capture::Capture;
-use crate::support::scripted::{Scripted, observed};
+use crate::support::scripted::{Scripted, edges, observed};
 use flowwatch::config::{self, LogFormat, LogSettings};
 use flowwatch::daemon::{Daemon, Edges};
-use flowwatch::service::http::Health;
-use flowwatch::service::metrics::Metrics;
-use flowwatch::service::notify::Notifier;
 use flowwatch::state::{Snapshot, StateWriter, Store};
 
 /// A store whose `save` says it started, then blocks until the test drops
@@ -71,14 +68,8 @@ async fn a_state_write_that_never_returns_holds_the_stop_for_at_most_5_s() {
         Duration::from_secs(24 * 3600),
     );
     let edges = Edges {
-        default_region: None,
         state: Some(state),
-        restored: Snapshot::default(),
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
-        notifier: Notifier::disabled(),
-        files: None,
-        once: false,
+        ..edges()
     };
     let fetch = Scripted::always(observed("Running"));
     let daemon = Daemon::new(config, fetch.clone(), edges, Instant::now()).expect("daemon starts");

@@ -7,10 +7,30 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use flowwatch::daemon::Edges;
 use flowwatch::poll::{
     EventsPage, EventsRequest, ExecutionsPage, ExecutionsRequest, Fetch, Lister, NodeError,
     Observation, PollOutcome, ReadFailure, Status, Target,
 };
+use flowwatch::service::http::Health;
+use flowwatch::service::metrics::Metrics;
+use flowwatch::service::notify::Notifier;
+use flowwatch::state::Snapshot;
+
+/// The edges of an in-process loop with nothing attached: no state, no
+/// default region, notifications off; tests set what they need on top.
+pub fn edges() -> Edges {
+    Edges {
+        default_region: None,
+        state: None,
+        restored: Snapshot::default(),
+        metrics: std::sync::Arc::new(Metrics::new()),
+        health: std::sync::Arc::new(Health::new()),
+        notifier: Notifier::disabled(),
+        files: None,
+        once: false,
+    }
+}
 
 /// Answers per execution id: the script's entries in turn, the last one
 /// repeating; an execution without a script answers `fallback`.
