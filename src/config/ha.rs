@@ -93,8 +93,14 @@ pub(super) fn ha_settings(
             ));
         }
         Some(b) => match b.get_ref().as_str() {
-            "etcd" => etcd(src, raw, table)?,
-            "kubernetes" => kubernetes(src, raw)?,
+            "etcd" => {
+                built_with(src, b, "etcd", cfg!(feature = "etcd"))?;
+                etcd(src, raw, table)?
+            }
+            "kubernetes" => {
+                built_with(src, b, "kubernetes", cfg!(feature = "kubernetes"))?;
+                kubernetes(src, raw)?
+            }
             other => {
                 return Err(src.invalid(
                     b.span(),
@@ -111,6 +117,25 @@ pub(super) fn ha_settings(
         retry,
         identity,
     })
+}
+
+/// Refuses a backend whose engine this binary was built without: the
+/// engines are cargo features (see Cargo.toml), and a config must say so at
+/// its own line rather than fail when the standby first campaigns.
+fn built_with(
+    src: &Source<'_>,
+    backend: &Spanned<String>,
+    feature: &str,
+    built: bool,
+) -> Result<(), ConfigError> {
+    if built {
+        return Ok(());
+    }
+    Err(src.invalid(
+        backend.span(),
+        "ha.backend",
+        format!("built without the `{feature}` feature (cargo build --features {feature})"),
+    ))
 }
 
 fn etcd(src: &Source<'_>, raw: &RawHa, table: &Spanned<RawHa>) -> Result<HaBackend, ConfigError> {
@@ -238,11 +263,56 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_this_binary_lacks_is_refused_at_its_line() {
+        #[derive(serde::Deserialize)]
+        struct Table {
+            backend: Spanned<String>,
+        }
+        let text = "[ha]\nbackend = \"etcd\"\n";
+        let table: std::collections::BTreeMap<String, Table> = toml::from_str(text).unwrap();
+        let src = Source {
+            path: Path::new("/etc/flowwatch/f.toml"),
+            text,
+        };
+        let backend = &table["ha"].backend;
+        assert!(built_with(&src, backend, "etcd", true).is_ok());
+        let err = built_with(&src, backend, "etcd", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f.toml:2:11: ha.backend: built without the `etcd` feature"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[cfg(not(all(feature = "etcd", feature = "kubernetes")))]
+    fn a_lean_build_refuses_the_engine_it_lacks_when_loading() {
+        let backend = if cfg!(feature = "etcd") {
+            "kubernetes"
+        } else {
+            "etcd"
+        };
+        let err = load(&format!(
+            "[ha]\nbackend = \"{backend}\"\nendpoints = [\"http://e:2379\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "2:11: ha.backend: built without the `{backend}` feature"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn without_ha_nothing_changes() {
         assert_eq!(load("").unwrap().ha, None);
     }
 
     #[test]
+    #[cfg_attr(not(feature = "etcd"), ignore = "built without the `etcd` feature")]
     fn an_etcd_table_takes_client_go_defaults() {
         let ha = load(
             "[ha]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nidentity = \"a\"",
@@ -266,6 +336,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "kubernetes"),
+        ignore = "built without the `kubernetes` feature"
+    )]
     fn the_default_identity_is_host_and_pid() {
         let ha = load("[ha]\nbackend = \"kubernetes\"").unwrap().ha.unwrap();
         assert!(
@@ -309,6 +383,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "etcd"), ignore = "built without the `etcd` feature")]
     fn etcd_needs_endpoints_and_refuses_kubernetes_keys() {
         let err = load("[ha]\nbackend = \"etcd\"").unwrap_err().to_string();
         assert!(err.contains("ha.endpoints: missing"), "{err}");

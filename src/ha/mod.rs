@@ -15,9 +15,18 @@
 //! after the final state write, so the standby takes over at once). The
 //! engines (etcd.rs, kubernetes/) sit behind `engine::Engine`.
 
+// Without an engine (the default build) config::load refuses `[ha]`, so
+// nothing instantiates the election loop.
+#![cfg_attr(
+    not(any(feature = "etcd", feature = "kubernetes")),
+    allow(dead_code, unused_imports)
+)]
+
 pub mod engine;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod gate;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 mod term;
 
@@ -42,11 +51,22 @@ use crate::service::notify::Notifier;
 
 pub use engine::EngineError;
 use engine::{Campaign, Engine};
+#[cfg(feature = "etcd")]
 use etcd::Etcd;
 pub use gate::Gate;
 
+/// Without an engine `config::load` refuses `[ha]` (config/ha.rs,
+/// `built_with`), so this is never reached from a loaded config.
+#[cfg(not(any(feature = "etcd", feature = "kubernetes")))]
+pub async fn start(_config: Config, _options: StartOptions) -> Result<Report, DaemonError> {
+    Err(DaemonError::Coordination(
+        "built without a standby engine (the `etcd` and `kubernetes` features)".into(),
+    ))
+}
+
 /// Runs `flowwatch run` with `[ha]`: stands by, leads when elected, and
 /// returns the last term's report after a stop signal.
+#[cfg(any(feature = "etcd", feature = "kubernetes"))]
 pub async fn start(config: Config, options: StartOptions) -> Result<Report, DaemonError> {
     let ha = config.ha.clone().expect("ha::start runs only with [ha]");
     if let Some(state) = &config.state {
@@ -93,6 +113,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
         hurry,
     };
     match &ha.backend {
+        #[cfg(feature = "etcd")]
         HaBackend::Etcd {
             endpoints,
             election,
@@ -100,6 +121,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
             let etcd = Etcd::new(endpoints, election, &ha.identity, ha.lease, ha.retry);
             me.run(etcd, session).await
         }
+        #[cfg(feature = "kubernetes")]
         HaBackend::Kubernetes {
             lease_name,
             namespace,
@@ -109,6 +131,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Report, Daem
                 .map_err(DaemonError::Coordination)?;
             me.run(kube, session).await
         }
+        // config::load has refused it already (config/ha.rs, `built_with`).
+        #[allow(unreachable_patterns)]
+        _ => Err(DaemonError::Coordination(
+            "built without the engine [ha] backend names".into(),
+        )),
     }
 }
 

@@ -13,8 +13,12 @@ mod config_input;
 mod service;
 mod secrets;
 mod api;
+#[cfg(feature = "etcd")]
 mod ha;
 mod ha_gate;
+// It borrows the etcd tests' two-instance harness.
+#[cfg(all(feature = "etcd", feature = "kubernetes"))]
 mod ha_kube;
+mod build_inputs;
 mod deploy;
 mod shutdown_flush;

@@ -185,7 +185,9 @@ impl std::fmt::Display for Events {
 
 #[path = "../../../src/event/capture.rs"]
 pub mod capture;
+#[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "kubernetes")]
 pub mod kube;
 pub mod scripted;
 
